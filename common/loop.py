@@ -1,0 +1,210 @@
+"""The training loop every project shares.
+
+A project hands over a `Task` of pure functions; `train` creates or resumes the run in a
+workdir, checkpoints it, logs it, evaluates it and stops cleanly on a signal or a NaN.
+"""
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+from absl import logging
+
+from common import checkpoint as ckpt_lib
+from common import config as config_lib
+from common import metrics as metrics_lib
+from common import sharding
+
+# Fields that may change between a run and its resumption (everything else must match).
+RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint.every',
+                    'checkpoint.max_to_keep', 'progress_bar', 'eval_at_end')
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What a project provides. Every function is pure; randomness comes in as keys."""
+  init: Callable[[jax.Array], Any]       # key -> train state (a pytree with a `.step` field)
+  # (state, batch, key) -> (state, metrics), jitted here; gets the same key every step and
+  # must fold in state.step itself.
+  train_step: Callable[..., tuple]
+  train_batch: Callable[[int], Any]      # step -> host batch; a pure function of the step
+  evaluate: Optional[Callable[[Any], dict]] = None  # state -> scalar eval metrics
+
+
+class NonFiniteError(RuntimeError):
+  pass
+
+
+class _Signals:
+  """Turns SIGINT/SIGTERM into a flag the loop polls; a second Ctrl+C aborts at once."""
+
+  def __init__(self):
+    self.received = None
+
+  def __enter__(self):
+    self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    return self
+
+  def _handle(self, signum, frame):
+    if self.received is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for s, h in self._old.items():
+      signal.signal(s, h)
+
+
+def prepare_workdir(config, workdir):
+  """Writes config.json, or checks that a resumed run keeps the saved config."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, 'config.json')
+  if os.path.exists(path):
+    changed = config_lib.differences(config_lib.to_dict(config_lib.load(workdir)),
+                                     config_lib.to_dict(config), ignore=RESUMABLE_FIELDS)
+    if changed:
+      raise config_lib.ConfigError(
+          f'{workdir} holds a run with a different config ({", ".join(changed)}); '
+          'use a new --workdir, or change only ' + ', '.join(RESUMABLE_FIELDS))
+  config_lib.save(config, workdir)
+
+
+def _early_stopper(config, workdir, start):
+  """(update(eval_metrics) -> bool stop), replaying the evals already logged before `start`."""
+  es = config.get('early_stopping')
+  if not es or not es.metric:
+    return lambda m: False
+  sign = 1.0 if es.mode == 'min' else -1.0
+  best, waited = [math.inf], [0]
+
+  def update(m):
+    if es.metric not in m:
+      raise config_lib.ConfigError(
+          f'config.early_stopping.metric={es.metric!r} is not an eval metric; '
+          f'allowed values are {", ".join(map(repr, sorted(m)))}')
+    v = sign * float(m[es.metric])
+    if v < best[0] - es.min_delta:
+      best[0], waited[0] = v, 0
+    else:
+      waited[0] += 1
+    return waited[0] > es.patience
+
+  for r in metrics_lib.read(workdir, 'eval'):
+    if r['step'] <= start and es.metric in r:
+      update(r)
+  return update
+
+
+def train(config, workdir, task: Task, mesh=None):
+  """Trains `task` to `config.num_steps`, resuming from the newest checkpoint in `workdir`.
+
+  Returns (state, status) with status 'done', 'early_stopped' or 'interrupted:<SIGNAL>'.
+  """
+  prepare_workdir(config, workdir)
+  mesh = mesh or sharding.make_mesh()
+  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  init_key, loop_key = jax.random.split(jax.random.PRNGKey(config.seed))
+
+  abstract_state = jax.eval_shape(task.init, init_key)
+  ckpt = ckpt_lib.Checkpointer(workdir, config.checkpoint.max_to_keep)
+  state, start = ckpt.restore(ckpt_lib.abstract(abstract_state, repl))
+  if state is None:
+    state, start = jax.jit(task.init, out_shardings=repl)(init_key), 0
+    print(f'new run in {workdir}')
+  else:
+    print(f'resuming {workdir} from step {start}')
+
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start)
+  should_stop = _early_stopper(config, workdir, start)
+  step_fn = jax.jit(task.train_step, donate_argnums=0,
+                    in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl))
+  pending, last_good, status = [], start, 'done'
+  t_last, n_last = time.time(), start
+
+  def flush(step):
+    """Fetches the metrics of the steps since the last flush; stops on the first non-finite one."""
+    nonlocal pending, t_last, n_last
+    if not pending:
+      return {}
+    host = jax.device_get(pending)
+    for i, m in enumerate(host):
+      bad = sorted(k for k, v in m.items() if not np.all(np.isfinite(v)))
+      if bad:
+        s = step - len(host) + i + 1
+        raise NonFiniteError(
+            f'non-finite {", ".join(bad)} at step {s}: training stopped; the last good '
+            f'checkpoint (step {last_good}) is kept and nothing after it was saved')
+    mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    now = time.time()
+    mean['steps_per_sec'] = (step - n_last) / max(now - t_last, 1e-9)
+    t_last, n_last, pending = now, step, []
+    writer.write(step, 'train', mean)
+    return mean
+
+  from tqdm import tqdm
+  bar = tqdm(total=config.num_steps, initial=start, unit='step', dynamic_ncols=True,
+             disable=not config.get('progress_bar', True), mininterval=1.0,
+             file=sys.stderr)
+  try:
+    with _Signals() as sig:
+      step = start
+      while step < config.num_steps:
+        batch = jax.device_put(task.train_batch(step), batch_sh)
+        state, m = step_fn(state, batch, loop_key)
+        pending.append(m)
+        step += 1
+        bar.update(1)
+        final = step == config.num_steps
+        eval_due = task.evaluate and (step % config.eval_every == 0 or
+                                      (final and config.get('eval_at_end', True)))
+        save_due = step % config.checkpoint.every == 0 or final or sig.received
+        if step % config.log_every == 0 or eval_due or save_due:
+          mean = flush(step)
+          if mean:
+            bar.set_postfix(loss=f'{mean["loss"]:.4g}', refresh=False)
+        stop = False
+        if eval_due:
+          em = task.evaluate(state)
+          writer.write(step, 'eval', em)
+          stop = should_stop(em)
+          if stop:
+            status = 'early_stopped'
+            print(f'\nearly stopping at step {step}: {config.early_stopping.metric} has not '
+                  f'improved for {config.early_stopping.patience} evaluations')
+        if save_due or stop:
+          ckpt.save(step, state)
+          last_good = step
+        if sig.received:
+          status = f'interrupted:{sig.received}'
+          print(f'\n{sig.received} received: checkpoint saved at step {step}; '
+                'run the same command again to resume')
+          break
+        if stop:
+          break
+  finally:
+    bar.close()
+    writer.close()
+    ckpt.close()
+  return state, status
+
+
+def restore(workdir, init, seed, step=None):
+  """The state saved in `workdir` at `step` (default: newest), for evaluation. Returns (state, step)."""
+  init_key, _ = jax.random.split(jax.random.PRNGKey(seed))
+  repl = sharding.replicated(sharding.make_mesh())
+  ckpt = ckpt_lib.Checkpointer(workdir)
+  try:
+    if not ckpt.steps():
+      raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train first')
+    if step is not None and step not in ckpt.steps():
+      raise FileNotFoundError(f'no checkpoint for step {step} in {workdir}; '
+                              f'saved steps are {ckpt.steps()}')
+    state, step = ckpt.restore(ckpt_lib.abstract(jax.eval_shape(init, init_key), repl), step)
+  finally:
+    ckpt.close()
+  return state, step
