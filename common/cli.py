@@ -20,6 +20,13 @@ def define_flags(default_config):
   return config, workdir
 
 
+def quiet_logs():
+  """Orbax logs every file it touches at INFO; keep the terminal for the progress bar."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def fail(message, code=2):
   print(f'error: {message}', file=sys.stderr)
   sys.exit(code)
@@ -27,6 +34,7 @@ def fail(message, code=2):
 
 def train_and_evaluate(project, config, workdir, validate, make_task, evaluate):
   """Validates, trains (resuming), evaluates the final checkpoint; exits non-zero when stopped early."""
+  quiet_logs()
   workdir = workdir or os.path.join('runs', project, config.get('variant', 'default'))
   try:
     validate(config)
@@ -51,6 +59,7 @@ def run_evaluate(evaluate):
 
   def main(argv):
     del argv
+    quiet_logs()
     if not workdir.value:
       fail('--workdir is required: the folder of a training run')
     try:

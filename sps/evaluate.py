@@ -81,7 +81,7 @@ def write_figures(out, config, model, params, evaluator, mu):
     ax.set_title(f'{names[i]}  (1-R²={mse_axis[i]:.3f})', fontsize=9)
     ax.set_xlabel('frame')
   axes[0, 0].set_ylabel('standardised position')
-  fig.suptitle('true position (solid) vs best linear read-out of z (dashed)', fontsize=10)
+  fig.suptitle('true position (solid) vs best linear read-out of z (dashed)', fontsize=10, y=1.04)
   paths['trajectories'] = plotting.save(fig, os.path.join(out, 'z_trajectories.png'))
 
   train_log = metrics_lib.read(os.path.dirname(os.path.dirname(out)), 'train')

@@ -79,23 +79,23 @@ def load_data(config, split):
   return {k: np.asarray(v, np.float32) for k, v in data.items()}
 
 
-def prediction_losses(model, params, config, z, x, g, key, p_teacher):
-  """Prior path: predict z[c:] from g.z, map back with g^-1, score in z and in pixels.
+def prediction_losses(predict, decode, z, x, g, key, p_teacher, context, kind='mse'):
+  """One prior path: predict z[c:] from g.z, map back with g^-1, score in z and in pixels.
 
-  z: (B, T, d) encoded sequences; x: (B, T, H, W, C) frames; g: batched (A, b) or None for
-  the identity path. The prior is unrolled once per path.
+  predict(z_in, teacher) -> predictions of z_in[1:]; decode(z) -> frame logits.
+  z: (B, T, d) encoded sequences; x: (B, T, H, W, C) frames; g: batched (A, b), or None for
+  the identity path. The prior is unrolled once per path. Returns (z loss, image loss).
   """
   b, t, d = z.shape
-  c = config.loss.rnn_min_context
   z_in = z if g is None else jax.vmap(symmetry.act)(g, z)
-  teacher = jax.random.bernoulli(key, p_teacher, (b, t - 1)) | (jnp.arange(t - 1) < c)[None]
-  z_hat = model.apply(params, z_in[:, :-1], teacher, method=SPS.predict)   # predicts z[1:]
+  teacher = jax.random.bernoulli(key, p_teacher, (b, t - 1)) | (jnp.arange(t - 1) < context)[None]
+  z_hat = predict(z_in[:, :-1], teacher)
   if g is not None:
     z_hat = jax.vmap(symmetry.act_inverse)(g, z_hat)
-  z_pred = z_hat[:, c - 1:]
-  z_loss = jnp.mean((z_pred - jax.lax.stop_gradient(z[:, c:])) ** 2)
-  logits = model.apply(params, z_pred.reshape(-1, d), method=SPS.decode)
-  img_loss = losses.reconstruction(logits, x[:, c:].reshape(logits.shape), config.loss.kind)
+  z_pred = z_hat[:, context - 1:]
+  z_loss = jnp.mean((z_pred - jax.lax.stop_gradient(z[:, context:])) ** 2)
+  logits = decode(z_pred.reshape(-1, d))
+  img_loss = losses.reconstruction(logits, x[:, context:].reshape(logits.shape), kind)
   return z_loss, img_loss
 
 
@@ -137,8 +137,11 @@ def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True):
   paths = [('identity', None, z, x)]
   if with_symmetry:
     paths += symmetry_paths(config, k_sym, z, x)
+  predict = functools.partial(model.apply, params, method=SPS.predict)
+  decode = functools.partial(model.apply, params, method=SPS.decode)
   for (name, g, zp, xp), kp in zip(paths, jax.random.split(k_paths, len(paths))):
-    z_loss, img_loss = prediction_losses(model, params, config, zp, xp, g, kp, p_teacher)
+    z_loss, img_loss = prediction_losses(predict, decode, zp, xp, g, kp, p_teacher,
+                                         w.rnn_min_context, w.kind)
     terms[f'z_pred/{name}'], terms[f'image_pred/{name}'] = z_loss, img_loss
     total += w.z_pred * z_loss + w.image_pred * img_loss   # paths add up, not averaged
   terms['loss'] = total
