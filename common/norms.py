@@ -4,7 +4,7 @@ import optax
 
 def l2_norms(grads, params, updates):
   return {
-      'grad_norm': optax.global_norm(grads),
-      'param_norm': optax.global_norm(params),
-      'update_norm': optax.global_norm(updates),
+      'grad_norm': optax.tree.norm(grads),
+      'param_norm': optax.tree.norm(params),
+      'update_norm': optax.tree.norm(updates),
   }

@@ -1,0 +1,153 @@
+"""The shared loop on a toy regression task: resume, NaN guard, corrupt checkpoints, config checks."""
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from common import checkpoint
+from common import config as cfg
+from common import loop
+from common import metrics
+from common import train_state
+
+W_TRUE = np.array([1.5, -2.0, 0.5], np.float32)
+
+
+def toy_config(**overrides):
+  c = ml_collections.ConfigDict(dict(
+      seed=0, num_steps=20, batch_size=8, log_every=5, eval_every=10, progress_bar=False,
+      eval_at_end=True, lr=0.2, nan_at=-1,
+      checkpoint=dict(every=5, max_to_keep=10),
+      early_stopping=dict(metric='', mode='min', patience=1, min_delta=0.0)))
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def toy_task(config):
+  tx = optax.adam(config.lr)
+  xs = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+
+  def init(key):
+    return train_state.create({'w': jax.random.normal(key, (3,))}, tx)
+
+  def loss_fn(params, batch):
+    return jnp.mean((batch['x'] @ params['w'] - batch['y']) ** 2)
+
+  def train_step(state, batch, key):
+    key = jax.random.fold_in(key, state.step)
+    noise = 0.01 * jax.random.normal(key, batch['y'].shape)   # uses the key: resume must reproduce it
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, {**batch, 'y': batch['y'] + noise})
+    grads = jax.tree.map(lambda g: jnp.where(state.step == config.nan_at, jnp.nan, g), grads)
+    loss = jnp.where(state.step == config.nan_at, jnp.nan, loss)
+    state, norms = train_state.apply_gradients(state, grads, tx)
+    return state, {'loss': loss, **norms}
+
+  def train_batch(step):
+    idx = np.random.default_rng([config.seed, step]).integers(0, len(xs), config.batch_size)
+    return {'x': xs[idx], 'y': xs[idx] @ W_TRUE}
+
+  def evaluate(state):
+    return {'eval_loss': float(loss_fn(state.params, {'x': xs, 'y': xs @ W_TRUE}))}
+
+  return loop.Task(init=init, train_step=train_step, train_batch=train_batch, evaluate=evaluate)
+
+
+def run(config, workdir):
+  return loop.train(config, workdir, toy_task(config))
+
+
+def records(workdir):
+  return [{k: v for k, v in r.items() if k != 'steps_per_sec'} for r in metrics.read(workdir)]
+
+
+def test_trains_and_writes_the_workdir(tmp_path):
+  state, status = run(toy_config(), str(tmp_path))
+  assert status == 'done' and int(state.step) == 20
+  np.testing.assert_allclose(state.params['w'], W_TRUE, atol=0.3)
+  rs = metrics.read(str(tmp_path))
+  assert [r['step'] for r in rs if r['split'] == 'train'] == [5, 10, 15, 20]
+  assert [r['step'] for r in rs if r['split'] == 'eval'] == [10, 20]
+  assert {'loss', 'grad_norm', 'param_norm', 'update_norm', 'steps_per_sec'} <= set(rs[0])
+  assert json.load(open(tmp_path / 'config.json'))['num_steps'] == 20
+  assert checkpoint.Checkpointer(str(tmp_path)).steps() == [5, 10, 15, 20]
+  assert any(f.startswith('events') for f in os.listdir(tmp_path / 'tensorboard'))
+
+
+def test_resume_is_exact(tmp_path):
+  full, part = str(tmp_path / 'full'), str(tmp_path / 'part')
+  s_full, _ = run(toy_config(), full)
+  run(toy_config(num_steps=10), part)        # stop half way, as a crash after step 10 would
+  with open(os.path.join(part, 'metrics.jsonl'), 'a') as f:   # a record the crash left behind
+    f.write(json.dumps({'step': 12, 'split': 'train', 'loss': 123.0}) + '\n')
+  s_part, _ = run(toy_config(), part)
+  np.testing.assert_array_equal(s_full.params['w'], s_part.params['w'])
+  assert records(full) == records(part)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  with pytest.raises(loop.NonFiniteError, match=r'non-finite .*loss.* at step 8.*step 5'):
+    run(toy_config(nan_at=7), str(tmp_path))     # state.step 7 is the 8th update
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  assert ckpt.steps() == [5]
+  state, _ = ckpt.restore(checkpoint.abstract(jax.eval_shape(toy_task(toy_config()).init,
+                                                             jax.random.PRNGKey(0))))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state))
+
+
+def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
+  run(toy_config(num_steps=10), str(tmp_path))
+  latest = tmp_path / 'checkpoints' / '10'
+  for root, _, files in os.walk(latest):
+    for f in files:
+      if not f.startswith('_CHECKPOINT_METADATA'):
+        with open(os.path.join(root, f), 'wb') as fh:
+          fh.write(b'garbage')
+  state, _ = run(toy_config(num_steps=12), str(tmp_path))
+  out = capsys.readouterr().out
+  assert 'step 10 is unreadable' in out and 'resuming' in out and 'from step 5' in out
+  assert int(state.step) == 12
+
+
+def test_changed_config_is_refused_but_num_steps_may_grow(tmp_path):
+  run(toy_config(num_steps=5), str(tmp_path))
+  with pytest.raises(cfg.ConfigError, match='different config .*lr'):
+    run(toy_config(num_steps=5, lr=0.1), str(tmp_path))
+  state, _ = run(toy_config(num_steps=7), str(tmp_path))
+  assert int(state.step) == 7
+
+
+def test_early_stopping(tmp_path):
+  c = toy_config(num_steps=200, eval_every=5,
+                 early_stopping=dict(metric='eval_loss', mode='max', patience=1, min_delta=0.0))
+  state, status = run(c, str(tmp_path))   # 'max' of a falling loss: stops early
+  evals = [(r['step'], r['eval_loss']) for r in metrics.read(str(tmp_path), 'eval')]
+  best, waited, expected = -np.inf, 0, None
+  for step, v in evals:
+    best, waited = (v, 0) if v > best else (best, waited + 1)
+    if waited > 1:
+      expected = step
+      break
+  assert status == 'early_stopped' and int(state.step) == expected < 200
+  # Resuming replays the logged evals: still no improvement, so it stops at the next eval.
+  state, status = run(c, str(tmp_path))
+  assert status == 'early_stopped' and int(state.step) == expected + 5
+  c.early_stopping.metric = 'nope'
+  with pytest.raises(cfg.ConfigError, match="early_stopping.metric='nope'.*'eval_loss'"):
+    run(c, str(tmp_path / 'x'))
+
+
+def test_config_checks_name_the_field():
+  c = ml_collections.ConfigDict(dict(optim=dict(lr=-1.0), kind='x', batch=6))
+  with pytest.raises(cfg.ConfigError, match=r'config.optim.lr=-1.0 is invalid: must be > 0'):
+    cfg.check_positive(c, 'optim.lr')
+  with pytest.raises(cfg.ConfigError, match=r"config.kind='x' is invalid: allowed values are 'a', 'b'"):
+    cfg.check_choice(c, 'kind', ('a', 'b'))
+  with pytest.raises(cfg.ConfigError, match='divisible by 4'):
+    cfg.check_divisible(c, 'batch', 4, 'devices')
