@@ -20,6 +20,49 @@ def define_flags(default_config):
   return config, workdir
 
 
+def parse_flags(argv):
+  """absl's parser, with one-line errors for unknown config fields and bad values."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
+    spec = next((a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')),
+                flags.FLAGS['config'].default)
+    config = _load_config(spec)
+    for arg in argv[1:]:
+      if arg.startswith('--config.'):
+        field = arg[len('--config.'):].split('=')[0]
+        parent, _, leaf = field.rpartition('.')
+        try:
+          node = cfg.get(config, parent) if parent else config
+        except (KeyError, AttributeError):
+          fail(f'--config.{field}: config has no field {parent!r}')
+        if leaf not in node:
+          fail(f'--config.{field}: no such field; fields of config{"." + parent if parent else ""}'
+               f' are {", ".join(sorted(node.keys()))}')
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()] or [type(e).__name__]
+    fail(' '.join(lines).replace('flag --', '--'))
+
+
+def _load_config(spec):
+  """Loads 'path/to/file.py:variant' as config_flags does, or exits with its error in one line."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, variant = spec.partition(':')
+  if not os.path.exists(path):
+    fail(f'--config={spec}: no such file {path!r} (run from the repository root)')
+  module_spec = importlib.util.spec_from_file_location('_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  try:
+    return module.get_config(variant) if variant else module.get_config()
+  except ValueError as e:
+    fail(f'--config={spec}: {e}')
+
+
+def run(main):
+  from absl import app  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=parse_flags)
+
+
 def quiet_logs():
   """Orbax logs every file it touches at INFO; keep the terminal for the progress bar."""
   from absl import logging  # pylint: disable=g-import-not-at-top
@@ -53,7 +96,6 @@ def train_and_evaluate(project, config, workdir, validate, make_task, evaluate):
 
 def run_evaluate(evaluate):
   """`python -m <project>.evaluate --workdir=DIR [--step=N]`."""
-  from absl import app  # pylint: disable=g-import-not-at-top
   workdir = flags.DEFINE_string('workdir', None, 'Training workdir to evaluate.')
   step = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
 
@@ -67,4 +109,4 @@ def run_evaluate(evaluate):
     except (cfg.ConfigError, FileNotFoundError) as e:
       fail(str(e))
 
-  app.run(main)
+  run(main)

@@ -2,8 +2,6 @@
 
 Running the same command again resumes from the newest checkpoint in the workdir.
 """
-from absl import app
-
 from common import cli
 from sps import evaluate, train
 
@@ -17,4 +15,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)
