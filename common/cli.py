@@ -23,7 +23,9 @@ def define_flags(default_config):
 def parse_flags(argv):
   """absl's parser, with one-line errors for unknown config fields and bad values."""
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    _ = flags.FLAGS['config'].value   # config_flags defers some load errors to first use
+    return rest
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
     spec = next((a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')),
                 flags.FLAGS['config'].default)
