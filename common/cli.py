@@ -23,9 +23,7 @@ def define_flags(default_config):
 def parse_flags(argv):
   """absl's parser, with one-line errors for unknown config fields and bad values."""
   try:
-    rest = flags.FLAGS(argv)
-    _ = flags.FLAGS['config'].value   # config_flags defers some load errors to first use
-    return rest
+    return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
     spec = next((a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')),
                 flags.FLAGS['config'].default)
@@ -77,9 +75,13 @@ def fail(message, code=2):
   sys.exit(code)
 
 
-def train_and_evaluate(project, config, workdir, validate, make_task, evaluate):
+def train_and_evaluate(project, config_flag, workdir, validate, make_task, evaluate):
   """Validates, trains (resuming), evaluates the final checkpoint; exits non-zero when stopped early."""
   quiet_logs()
+  try:
+    config = config_flag.value
+  except OSError as e:   # config_flags defers a file's load error to first use
+    fail(' '.join(l.strip() for l in str(e).splitlines() if l.strip()))
   workdir = workdir or os.path.join('runs', project, config.get('variant', 'default'))
   try:
     validate(config)

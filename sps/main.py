@@ -10,7 +10,7 @@ _CONFIG, _WORKDIR = cli.define_flags('configs/sps.py:two_body')
 
 def main(argv):
   del argv
-  cli.train_and_evaluate('sps', _CONFIG.value, _WORKDIR.value, train.validate, train.make_task,
+  cli.train_and_evaluate('sps', _CONFIG, _WORKDIR.value, train.validate, train.make_task,
                          evaluate.evaluate)
 
 
