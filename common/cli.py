@@ -80,9 +80,10 @@ def train_and_evaluate(project, config_flag, workdir, validate, make_task, evalu
   quiet_logs()
   try:
     config = config_flag.value
+    variant = config.get('variant', 'default')
   except OSError as e:   # config_flags defers a file's load error to first use
     fail(' '.join(l.strip() for l in str(e).splitlines() if l.strip()))
-  workdir = workdir or os.path.join('runs', project, config.get('variant', 'default'))
+  workdir = workdir or os.path.join('runs', project, variant)
   try:
     validate(config)
     task = make_task(config)
