@@ -126,11 +126,15 @@ def train(config, workdir, task: Task, mesh=None):
   pending, last_good, status = [], start, 'done'
   t_last, n_last = time.time(), start
 
-  def flush(step):
-    """Fetches the metrics of the steps since the last flush; stops on the first non-finite one."""
-    nonlocal pending, t_last, n_last
-    if not pending:
-      return {}
+  window = []   # host metrics of the steps since the last log record
+
+  def flush(step, write):
+    """Fetches pending metrics and stops on the first non-finite one; logs their mean if `write`.
+
+    Records are written at multiples of log_every (and the last step) only, so a resumed
+    run writes the same records as an uninterrupted one.
+    """
+    nonlocal pending, window, t_last, n_last
     host = jax.device_get(pending)
     for i, m in enumerate(host):
       bad = sorted(k for k, v in m.items() if not np.all(np.isfinite(v)))
@@ -139,10 +143,13 @@ def train(config, workdir, task: Task, mesh=None):
         raise NonFiniteError(
             f'non-finite {", ".join(bad)} at step {s}: training stopped; the last good '
             f'checkpoint (step {last_good}) is kept and nothing after it was saved')
-    mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    window, pending = window + host, []
+    if not write or not window:
+      return {}
+    mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
     now = time.time()
     mean['steps_per_sec'] = (step - n_last) / max(now - t_last, 1e-9)
-    t_last, n_last, pending = now, step, []
+    t_last, n_last, window = now, step, []
     writer.write(step, 'train', mean)
     return mean
 
@@ -160,11 +167,13 @@ def train(config, workdir, task: Task, mesh=None):
         step += 1
         bar.update(1)
         final = step == config.num_steps
+        interrupted = sig.received   # read once: a signal arriving later is handled next step
         eval_due = task.evaluate and (step % config.eval_every == 0 or
                                       (final and config.get('eval_at_end', True)))
-        save_due = step % config.checkpoint.every == 0 or final or sig.received
-        if step % config.log_every == 0 or eval_due or save_due:
-          mean = flush(step)
+        save_due = step % config.checkpoint.every == 0 or final or interrupted
+        log_due = step % config.log_every == 0 or final
+        if log_due or eval_due or save_due:
+          mean = flush(step, write=log_due)
           if mean:
             bar.set_postfix(loss=f'{mean["loss"]:.4g}', refresh=False)
         stop = False
@@ -179,9 +188,9 @@ def train(config, workdir, task: Task, mesh=None):
         if save_due or stop:
           ckpt.save(step, state)
           last_good = step
-        if sig.received:
-          status = f'interrupted:{sig.received}'
-          print(f'\n{sig.received} received: checkpoint saved at step {step}; '
+        if interrupted:
+          status = f'interrupted:{interrupted}'
+          print(f'\n{interrupted} received: checkpoint saved at step {step}; '
                 'run the same command again to resume')
           break
         if stop:
