@@ -1,0 +1,307 @@
+"""2D convolutions (NHWC) that are fast on CPU as well as on GPU/TPU.
+
+On CPU, XLA's strided and transposed convolutions (and the gradients of strided
+convolutions) are an order of magnitude slower than a matmul of the same size.
+The 'matmul' implementation therefore writes a convolution as patch extraction
+(im2col) followed by one matmul, and its adjoint, the transposed convolution, as
+one matmul followed by col2im (strided adds of the columns).  Both have
+hand-written VJPs that reuse each other: the input gradient of a convolution is a
+transposed convolution of the cotangent and vice versa, and the kernel gradient
+is one matmul of the patches with the cotangent.  On GPU/TPU the 'lax'
+implementation (`lax.conv_general_dilated`, i.e. cuDNN / TPU conv units) is used.
+
+`impl` is one of 'auto' (by backend: 'matmul' on CPU, 'lax' elsewhere),
+'matmul', 'lax', or None (the module default, see `set_default_impl`).
+
+Transposed convolution semantics follow PyTorch's `ConvTranspose2d` (without
+output_padding): `conv_transpose2d(y, k, s, p)` is the exact adjoint of
+`conv2d(x, k.swapaxes(2, 3), s, p)`, its output size is (in - 1) * s - 2p + k,
+so kernel 4, stride 2, padding 1 maps HxW to 2Hx2W.  In terms of lax:
+
+    conv_transpose2d(y, k, s, ((lo, hi), ...)) ==
+        lax.conv_transpose(y, k.swapaxes(2, 3), s,
+                           ((kh - 1 - lo, kh - 1 - hi), (kw - 1 - lo, ...)),
+                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                           transpose_kernel=True)
+
+Kernels are stored like flax: `Conv` as (kh, kw, in, out), `ConvTranspose` as
+(kh, kw, in, out) as well.  Porting PyTorch weights:
+
+    Conv:          kernel = torch_conv.weight.permute(2, 3, 1, 0)    # (O, I, kh, kw)
+    ConvTranspose: kernel = torch_convt.weight.permute(2, 3, 0, 1)   # (I, O, kh, kw)
+"""
+
+import functools
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Padding = Union[str, int, Sequence[Tuple[int, int]]]
+Pads = Tuple[Tuple[int, int], Tuple[int, int]]
+
+IMPLS = ('auto', 'matmul', 'lax')
+_default_impl = 'auto'
+
+_SUPPORTED = ('kernel sizes 1-7, strides 1-2 with stride <= kernel, padding an int p, '
+              '((p, p), (p, p)), "SAME" or "VALID" with 0 <= p < kernel')
+
+
+def set_default_impl(impl: str) -> None:
+  """Sets the implementation used when `impl=None` (e.g. from a `conv_impl` config field)."""
+  global _default_impl
+  if impl not in IMPLS:
+    raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
+  _default_impl = impl
+
+
+def get_default_impl() -> str:
+  return _default_impl
+
+
+def resolve_impl(impl: Optional[str] = None) -> str:
+  """Maps None/'auto' to the concrete implementation, 'matmul' or 'lax'."""
+  impl = _default_impl if impl is None else impl
+  if impl not in IMPLS:
+    raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
+  if impl == 'auto':
+    return 'matmul' if jax.default_backend() == 'cpu' else 'lax'
+  return impl
+
+
+def _pair(v) -> Tuple[int, int]:
+  return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _resolve_padding(padding: Padding, ksize, strides, in_hw, transpose: bool) -> Pads:
+  """Explicit ((lo, hi), (lo, hi)) padding of the (forward) convolution, validated.
+
+  For a transposed convolution the padding is that of the convolution it is the
+  adjoint of; 'SAME' then means output size = input size * stride.
+  """
+  def fail():
+    kind = 'ConvTranspose' if transpose else 'Conv'
+    raise ValueError(f'{kind}: unsupported kernel_size={tuple(ksize)} strides={tuple(strides)} '
+                     f'padding={padding!r}; supported: {_SUPPORTED}')
+
+  if isinstance(padding, str):
+    if padding == 'VALID':
+      pads = ((0, 0), (0, 0))
+    elif padding == 'SAME' and transpose:
+      pads = tuple(((k - s) // 2, k - s - (k - s) // 2) for k, s in zip(ksize, strides))
+    elif padding == 'SAME':
+      totals = (max((-(-n // s) - 1) * s + k - n, 0) for n, k, s in zip(in_hw, ksize, strides))
+      pads = tuple((t // 2, t - t // 2) for t in totals)
+    else:
+      fail()
+  elif isinstance(padding, int):
+    pads = ((padding, padding), (padding, padding))
+  else:
+    pads = tuple(_pair(p) for p in padding)
+  if len(ksize) != 2 or len(strides) != 2 or len(pads) != 2:
+    fail()
+  for k, s, (lo, hi) in zip(ksize, strides, pads):
+    if not (1 <= k <= 7 and 1 <= s <= 2 and s <= k and 0 <= lo < k and 0 <= hi < k):
+      fail()
+  return pads
+
+
+# ---------------------------------------------------------------------------
+# Matmul implementation.  `w` is always the kernel of the forward convolution,
+# (kh, kw, C, O), mapping C channels to O channels.
+
+def _im2col(x, ksize, strides, pads):
+  """(N, H, W, C) -> patches (N, Ho, Wo, kh * kw * C), tap-major like w.reshape(-1, O)."""
+  (kh, kw), (sh, sw) = ksize, strides
+  x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+  n, hp, wp, c = x.shape
+  ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+  taps = [lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
+                    (1, sh, sw, 1))
+          for i in range(kh) for j in range(kw)]
+  return jnp.concatenate(taps, axis=-1)
+
+
+def _col2im(cols, ksize, strides, pads, out_hw):
+  """Adjoint of _im2col: (N, Ho, Wo, kh * kw * C) -> (N, H, W, C).
+
+  Tap (i, j) of output pixel (o, p) adds to padded input pixel (s*o + i, s*p + j).
+  Writing i = s*q + a, all taps with the same phase a land on rows s*(o + q) + a,
+  so each phase is a sum of shifted (padded) column blocks, and the phases are
+  interleaved by a reshape; XLA fuses this into a single pass.
+  """
+  (kh, kw), (sh, sw) = ksize, strides
+  n, ho, wo, _ = cols.shape
+  cols = cols.reshape(n, ho, wo, kh, kw, -1)
+  (h, w), c = out_hw, cols.shape[-1]
+  lh = max(ho + -(-kh // sh) - 1, -(-(pads[0][0] + h) // sh))
+  lw = max(wo + -(-kw // sw) - 1, -(-(pads[1][0] + w) // sw))
+  rows = []
+  for a in range(sh):
+    phases = []
+    for b in range(sw):
+      acc = 0
+      for i in range(a, kh, sh):
+        for j in range(b, kw, sw):
+          q, r = i // sh, j // sw
+          acc = acc + jnp.pad(cols[:, :, :, i, j], ((0, 0), (q, lh - ho - q), (r, lw - wo - r), (0, 0)))
+      phases.append(acc)
+    rows.append(jnp.stack(phases, axis=3))
+  x = jnp.stack(rows, axis=2).reshape(n, lh * sh, lw * sw, c)
+  return x[:, pads[0][0]:pads[0][0] + h, pads[1][0]:pads[1][0] + w]
+
+
+def _mm(a, b):
+  """(..., K) @ (K, N) -> (..., N)."""
+  return lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())))
+
+
+def _conv_t_mm(y, w, strides, pads, out_hw):
+  """Transposed convolution (adjoint of the convolution with w in its input): matmul, col2im."""
+  kh, kw, _, o = w.shape
+  return _col2im(_mm(y, w.reshape(-1, o).T), (kh, kw), strides, pads, out_hw)
+
+
+def _kernel_grad(patches, g, wshape):
+  """patches^T @ g summed over all pixels, as one matmul.
+
+  Written as (g^T @ patches)^T on 2D views: a dot_general contracting the 4D
+  batch/spatial dims makes XLA materialise a transpose of the (large) patches.
+  """
+  p, g = patches.reshape(-1, patches.shape[-1]), g.reshape(-1, g.shape[-1])
+  return lax.dot_general(g, p, (((0,), (0,)), ((), ()))).T.reshape(wshape)
+
+
+def _conv_fwd(x, w, strides, pads):
+  p = _im2col(x, w.shape[:2], strides, pads)
+  return _mm(p, w.reshape(-1, w.shape[-1])), (p, w, x.shape[1:3])
+
+
+def _conv_bwd(strides, pads, res, g):
+  p, w, in_hw = res
+  return _conv_t_mm(g, w, strides, pads, in_hw), _kernel_grad(p, g, w.shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x, w, strides, pads):
+  return _conv_fwd(x, w, strides, pads)[0]
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _conv_t_fwd(y, w, strides, pads, out_hw):
+  return _conv_t_mm(y, w, strides, pads, out_hw), (y, w)
+
+
+def _conv_t_bwd(strides, pads, out_hw, res, g):
+  # The input gradient of a transposed convolution is the forward convolution.
+  y, w = res
+  p = _im2col(g, w.shape[:2], strides, pads)
+  return _mm(p, w.reshape(-1, w.shape[-1])), _kernel_grad(p, y, w.shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_t(y, w, strides, pads, out_hw):
+  return _conv_t_mm(y, w, strides, pads, out_hw)
+
+
+_conv_t.defvjp(_conv_t_fwd, _conv_t_bwd)
+
+
+# ---------------------------------------------------------------------------
+# Public functions.
+
+def _check_size(kind, xshape, kshape, strides, pads, out_hw):
+  if len(xshape) != 4 or len(kshape) != 4 or xshape[-1] != kshape[2]:
+    raise ValueError(f'{kind}: expected x (N, H, W, C) and kernel (kh, kw, C, O), '
+                     f'got x {xshape} and kernel {kshape}')
+  if min(out_hw) < 1:
+    raise ValueError(f'{kind}: input {xshape[1:3]} too small for kernel_size={kshape[:2]} '
+                     f'strides={strides} padding={pads} (output size {tuple(out_hw)})')
+
+
+_DN = ('NHWC', 'HWIO', 'NHWC')
+
+
+def conv2d(x, kernel, strides=(1, 1), padding: Padding = 'SAME', impl: Optional[str] = None):
+  """Convolution of x (N, H, W, C) with kernel (kh, kw, C, O) -> (N, Ho, Wo, O)."""
+  strides = _pair(strides)
+  pads = _resolve_padding(padding, kernel.shape[:2], strides, x.shape[1:3], transpose=False)
+  _check_size('Conv', x.shape, kernel.shape, strides, pads,
+              [(n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in
+               zip(x.shape[1:3], kernel.shape[:2], strides, pads)])
+  if resolve_impl(impl) == 'lax':
+    return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN)
+  return _conv(x, kernel, strides, pads)
+
+
+def conv_transpose2d(x, kernel, strides=(1, 1), padding: Padding = 'SAME',
+                     impl: Optional[str] = None):
+  """PyTorch-style transposed convolution of x (N, H, W, Cin), kernel (kh, kw, Cin, Cout).
+
+  The adjoint of `conv2d(., kernel.swapaxes(2, 3), strides, padding)`; output
+  size (in - 1) * stride + kernel - lo - hi.
+  """
+  strides = _pair(strides)
+  ksize = kernel.shape[:2]
+  pads = _resolve_padding(padding, ksize, strides, None, transpose=True)
+  out_hw = tuple((n - 1) * s + k - lo - hi
+                 for n, s, k, (lo, hi) in zip(x.shape[1:3], strides, ksize, pads))
+  _check_size('ConvTranspose', x.shape, kernel.shape, strides, pads, out_hw)
+  if resolve_impl(impl) == 'lax':
+    lax_pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(ksize, pads))
+    return lax.conv_transpose(x, kernel.swapaxes(2, 3), strides, lax_pads,
+                              dimension_numbers=_DN, transpose_kernel=True)
+  return _conv_t(x, kernel.swapaxes(2, 3), strides, pads, out_hw)
+
+
+# ---------------------------------------------------------------------------
+# Flax modules.
+
+class Conv(nn.Module):
+  """Drop-in for `flax.linen.Conv` (2D, NHWC) with a selectable implementation."""
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  strides: Union[int, Sequence[int]] = (1, 1)
+  padding: Padding = 'SAME'
+  use_bias: bool = True
+  impl: Optional[str] = None
+  dtype: Optional[Any] = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x):
+    kshape = (*self.kernel_size, x.shape[-1], self.features)
+    kernel = self.param('kernel', self.kernel_init, kshape, self.param_dtype)
+    bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = conv2d(x, kernel, self.strides, self.padding, self.impl)
+    return y if bias is None else y + bias
+
+
+class ConvTranspose(nn.Module):
+  """PyTorch `ConvTranspose2d` semantics (NHWC); kernel (kh, kw, in_features, features)."""
+  features: int
+  kernel_size: Sequence[int] = (4, 4)
+  strides: Union[int, Sequence[int]] = (2, 2)
+  padding: Padding = 1
+  use_bias: bool = True
+  impl: Optional[str] = None
+  dtype: Optional[Any] = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x):
+    kshape = (*self.kernel_size, x.shape[-1], self.features)
+    kernel = self.param('kernel', self.kernel_init, kshape, self.param_dtype)
+    bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = conv_transpose2d(x, kernel, self.strides, self.padding, self.impl)
+    return y if bias is None else y + bias

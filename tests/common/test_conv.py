@@ -1,0 +1,232 @@
+"""Tests for common.conv: values and gradients against lax references, float64."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from common import conv as C
+
+DN = ('NHWC', 'HWIO', 'NHWC')
+IMPLS = ('matmul', 'lax')
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# (kernel, stride, padding) for Conv and ConvTranspose.
+CONV_CASES = [(4, 2, 1), (3, 1, 1), (3, 2, 1), (1, 1, 0)] + [
+    (k, s, p) for k in range(1, 8) for s in (1, 2) if s <= k for p in ('SAME', 'VALID')]
+CONV_T_CASES = [(4, 2, 1), (3, 1, 1), (3, 2, 1), (1, 1, 0), (4, 2, 'SAME'), (3, 2, 'VALID')]
+
+
+@pytest.fixture(autouse=True)
+def x64():
+  with jax.enable_x64(True):
+    yield
+
+
+def _rand(seed, *shape):
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
+
+
+def _pads(padding, k, s, hw, transpose):
+  return C._resolve_padding(padding, (k, k), (s, s), hw, transpose)
+
+
+def _ref_conv(x, w, b, s, pads):
+  return lax.conv_general_dilated(x, w, (s, s), pads, dimension_numbers=DN) + b
+
+
+def _ref_conv_t(y, w, b, s, pads, out_hw):
+  """Transposed conv as the VJP of lax's convolution (w: (kh, kw, in, out) of the transpose)."""
+  x0 = jnp.zeros((y.shape[0], *out_hw, w.shape[-1]), y.dtype)
+  _, vjp = jax.vjp(lambda x: lax.conv_general_dilated(x, w.swapaxes(2, 3), (s, s), pads,
+                                                      dimension_numbers=DN), x0)
+  return vjp(y)[0] + b
+
+
+def _check_value_and_grads(fn, ref, *args):
+  """fn and ref agree in value and in the gradients of <output, random cotangent>."""
+  ct = _rand(99, *jax.eval_shape(ref, *args).shape)
+  both = jax.jit(lambda *a: [(f(*a), *jax.vjp(f, *a)[1](ct)) for f in (fn, ref)])
+  _assert_close(*both(*args))
+
+
+def _assert_close(got, want, atol=1e-10):
+  for g, w in zip(got, want):
+    assert g.shape == w.shape and g.dtype == w.dtype
+    np.testing.assert_allclose(g, w, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+@pytest.mark.parametrize('k,s,p', CONV_CASES)
+def test_conv_matches_lax(k, s, p, impl):
+  x, w, b = _rand(0, 2, 9, 8, 3), _rand(1, k, k, 3, 5), _rand(2, 5)  # odd and even sizes
+  pads = _pads(p, k, s, x.shape[1:3], False)
+  _check_value_and_grads(lambda x, w, b: C.conv2d(x, w, s, p, impl) + b,
+                         lambda x, w, b: _ref_conv(x, w, b, s, pads), x, w, b)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+@pytest.mark.parametrize('k,s,p', CONV_T_CASES)
+def test_conv_transpose_matches_vjp_of_lax(k, s, p, impl):
+  y, w, b = _rand(0, 2, 5, 4, 5), _rand(1, k, k, 5, 3), _rand(2, 3)
+  pads = _pads(p, k, s, None, True)
+  out_hw = tuple((n - 1) * s + k - lo - hi for n, (lo, hi) in zip(y.shape[1:3], pads))
+  _check_value_and_grads(lambda y, w, b: C.conv_transpose2d(y, w, s, p, impl) + b,
+                         lambda y, w, b: _ref_conv_t(y, w, b, s, pads, out_hw), y, w, b)
+
+
+def test_conv_transpose_is_adjoint_of_conv():
+  x, w, y = _rand(0, 2, 8, 6, 3), _rand(1, 4, 4, 3, 5), _rand(2, 2, 4, 3, 5)
+  lhs, rhs = jax.jit(lambda x, w, y: (
+      jnp.vdot(C.conv2d(x, w, 2, 1, 'matmul'), y),
+      jnp.vdot(x, C.conv_transpose2d(y, w.swapaxes(2, 3), 2, 1, 'matmul'))))(x, w, y)
+  np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+
+
+def test_conv_transpose_equals_documented_lax_conv_transpose():
+  y, w = _rand(0, 2, 5, 4, 6), _rand(1, 4, 4, 6, 3)
+  got = C.conv_transpose2d(y, w, 2, 1, 'matmul')
+  want = lax.conv_transpose(y, w.swapaxes(2, 3), (2, 2), ((2, 2), (2, 2)),
+                            dimension_numbers=DN, transpose_kernel=True)
+  _assert_close([got], [want])
+
+
+@pytest.mark.parametrize('transpose', [False, True])
+def test_jit_and_vmap_over_seeds(transpose):
+  op = C.conv_transpose2d if transpose else C.conv2d
+  ref = ((lambda x, w: _ref_conv_t(x, w, 0.0, 2, ((1, 1), (1, 1)), (2 * x.shape[1], 2 * x.shape[2])))
+         if transpose else (lambda x, w: _ref_conv(x, w, 0.0, 2, ((1, 1), (1, 1)))))
+
+  def loss(fn, x, w):
+    return jnp.sum(jnp.sin(fn(x, w)))
+
+  xs = jnp.stack([_rand(seed, 2, 6, 7, 3) for seed in range(4)])
+  ws = jnp.stack([_rand(10 + seed, 4, 4, 3, 4) for seed in range(4)])
+  step = jax.jit(jax.vmap(jax.value_and_grad(
+      lambda x, w: loss(lambda x, w: op(x, w, 2, 1, 'matmul'), x, w), argnums=(0, 1))))
+  val, (gx, gw) = step(xs, ws)
+  for i in range(4):
+    want_val, (want_gx, want_gw) = jax.value_and_grad(
+        lambda x, w: loss(ref, x, w), argnums=(0, 1))(xs[i], ws[i])
+    _assert_close([val[i], gx[i], gw[i]], [want_val, want_gx, want_gw])
+
+
+def test_modules_params_shapes_and_output_sizes():
+  x = _rand(0, 2, 8, 6, 3)
+  conv = C.Conv(7, (4, 4), (2, 2), 1, impl='matmul')
+  params = conv.init(jax.random.key(0), x)['params']
+  assert params['kernel'].shape == (4, 4, 3, 7) and params['bias'].shape == (7,)
+  assert conv.apply({'params': params}, x).shape == (2, 4, 3, 7)
+
+  convt = C.ConvTranspose(5, (4, 4), (2, 2), 1, impl='matmul')
+  params = convt.init(jax.random.key(0), x)['params']
+  assert params['kernel'].shape == (4, 4, 3, 5) and params['bias'].shape == (5,)
+  assert convt.apply({'params': params}, x).shape == (2, 16, 12, 5)
+  same = C.ConvTranspose(5, (4, 4), (2, 2), 'SAME', use_bias=False)
+  assert same.apply(same.init(jax.random.key(0), x), x).shape == (2, 16, 12, 5)
+
+
+def test_module_dtype_and_bias():
+  x = _rand(0, 2, 8, 8, 3)
+  conv = C.Conv(4, (3, 3), 1, 1, impl='matmul', dtype=jnp.float32)
+  params = conv.init(jax.random.key(0), x)['params']
+  params['bias'] = jnp.arange(4.0)
+  y = conv.apply({'params': params}, x)
+  assert y.dtype == jnp.float32
+  want = _ref_conv(x, params['kernel'].astype(x.dtype), params['bias'], 1, ((1, 1), (1, 1)))
+  np.testing.assert_allclose(y, want, atol=1e-5)
+
+
+def test_impl_selection():
+  assert C.resolve_impl('auto') == 'matmul'  # tests run on CPU
+  assert C.resolve_impl('lax') == 'lax'
+  x, w = _rand(0, 1, 8, 8, 3), _rand(1, 4, 4, 3, 4)
+  old = C.get_default_impl()
+  try:
+    for default, prim in (('lax', 'conv_general_dilated'), ('matmul', 'custom_vjp_call')):
+      C.set_default_impl(default)
+      assert C.resolve_impl(None) == default
+      jaxpr = str(jax.make_jaxpr(lambda x: C.Conv(4, (4, 4), 2, 1).init_with_output(
+          jax.random.key(0), x)[0])(x))
+      assert prim in jaxpr
+    with pytest.raises(ValueError, match='conv impl'):
+      C.set_default_impl('cudnn')
+  finally:
+    C.set_default_impl(old)
+  assert 'conv_general_dilated' not in str(jax.make_jaxpr(
+      lambda x, w: C.conv2d(x, w, 2, 1, 'auto'))(x, w))
+
+
+@pytest.mark.parametrize('fn,k,s,p', [
+    (C.conv2d, 9, 1, 4), (C.conv2d, 3, 3, 1), (C.conv2d, 3, 1, 3), (C.conv2d, 3, 1, 'FULL'),
+    (C.conv_transpose2d, 2, 1, 2), (C.conv_transpose2d, 1, 2, 0)])
+def test_unsupported_combination_raises_clear_error(fn, k, s, p):
+  with pytest.raises(ValueError) as err:
+    fn(_rand(0, 1, 8, 8, 3), _rand(1, k, k, 3, 4), s, p, 'matmul')
+  msg = str(err.value)
+  assert '\n' not in msg and f'kernel_size={(k, k)}' in msg and f'strides={(s, s)}' in msg
+  assert f'padding={p!r}' in msg and 'supported' in msg
+
+
+def test_sharded_step_matches_single_device():
+  script = textwrap.dedent('''
+      import json
+      import jax, jax.numpy as jnp, numpy as np
+      from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+      from common.conv import Conv, ConvTranspose
+      import flax.linen as nn
+
+      class AE(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+          h = nn.relu(Conv(8, (4, 4), 2, 1, impl='matmul')(x))
+          h = nn.relu(Conv(8, (3, 3), 1, 1, impl='matmul')(h))
+          return ConvTranspose(3, (4, 4), 2, 1, impl='matmul')(h)
+
+      assert jax.device_count() == 8
+      x = jnp.asarray(np.random.default_rng(0).standard_normal((16, 8, 8, 3)), jnp.float32)
+      model = AE()
+      params = model.init(jax.random.key(0), x)
+      step = jax.value_and_grad(lambda p, x: jnp.mean((model.apply(p, x) - x) ** 2))
+      ref = jax.jit(step)(params, x)
+      mesh = Mesh(np.array(jax.devices()), ('data',))
+      xs = jax.device_put(x, NamedSharding(mesh, P('data')))
+      params = jax.device_put(params, NamedSharding(mesh, P()))
+      out = jax.jit(step)(params, xs)
+      assert len(xs.sharding.device_set) == 8
+      diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), out, ref)
+      print(json.dumps(max(jax.tree.leaves(diff))))
+  ''')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
+  res = subprocess.run([sys.executable, '-c', script], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert json.loads(res.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+def test_matches_torch_with_ported_weights():
+  torch = pytest.importorskip('torch')
+  x = _rand(0, 2, 8, 6, 3)
+  for transpose, (k, s, p) in [(False, (4, 2, 1)), (False, (3, 1, 1)), (True, (4, 2, 1)),
+                               (True, (3, 2, 1))]:
+    module = (C.ConvTranspose if transpose else C.Conv)(5, (k, k), s, p, impl='matmul',
+                                                         param_dtype=jnp.float64)
+    params = module.init(jax.random.key(0), x)['params']
+    params['bias'] = _rand(3, 5)
+    got = module.apply({'params': params}, x)
+    kernel = np.asarray(params['kernel'])
+    tmod = (torch.nn.ConvTranspose2d if transpose else torch.nn.Conv2d)(3, 5, k, s, p).double()
+    with torch.no_grad():
+      tmod.weight.copy_(torch.from_numpy(kernel.transpose((2, 3, 0, 1) if transpose
+                                                          else (3, 2, 0, 1)).copy()))
+      tmod.bias.copy_(torch.from_numpy(np.array(params['bias'])))
+      want = tmod(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()))
+    np.testing.assert_allclose(got, want.numpy().transpose(0, 2, 3, 1), atol=1e-10)
