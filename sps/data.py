@@ -50,11 +50,13 @@ GRAVITY = 10.0
 RESTITUTION = 0.9          # speed kept at each bounce (19% energy loss)
 BALL_RADIUS = 0.5
 REST_SPEED = 1e-2          # below this rebound speed the ball stays on the ground
-# Start regions of the released generator: (x range, z range, vx range, vz range).
+# Start regions: (x range, z range, vx range, vz range). Horizontal speeds are small, as in
+# the paper's recipe; with depth speeds up to 3 (tried first) the ball recedes to 1-2 px
+# within 20 frames and a VAE learns only the background.
 BALL_REGIONS = np.array([
-    [[-3.0, -1.5], [0.0, 3.0], [0.2, 2.0], [0.2, 3.0]],
-    [[-1.5, 1.5], [0.0, 2.0], [-1.0, 1.0], [0.0, 3.0]],
-    [[1.5, 3.0], [0.0, 3.0], [-2.0, -0.2], [0.2, 3.0]],
+    [[-3.0, -1.5], [0.0, 3.0], [0.2, 2.0], [-1.0, 1.0]],
+    [[-1.5, 1.5], [0.0, 3.0], [-1.0, 1.0], [-1.0, 1.0]],
+    [[1.5, 3.0], [0.0, 3.0], [-2.0, -0.2], [-1.0, 1.0]],
 ], np.float32)
 BALL_Y0 = 1.0
 BALL_VY_RANGE = (-8.0, 8.0)
@@ -157,7 +159,7 @@ def ball_rollout(pos0, vel0, num_frames=20, dt=0.2):
 
 
 def ball_initial_state(key):
-    """Released recipe: y = 1, x and z from one of three start regions."""
+    """y = 1, vy ~ U(-8, 8); x, z and the horizontal speeds from one of three start regions."""
     k_region, k_u, k_vy = jax.random.split(key, 3)
     region = jnp.asarray(BALL_REGIONS)[jax.random.randint(k_region, (), 0, 3)]
     lo, hi = region[:, 0], region[:, 1]
