@@ -275,14 +275,14 @@ def conv_transpose2d(x, kernel, strides=(1, 1), padding: Padding = 'SAME',
 # ---------------------------------------------------------------------------
 # Flax modules.
 
-class Conv(nn.Module):
-  """Drop-in for `flax.linen.Conv` (2D, NHWC) with a selectable implementation."""
+class _ConvModule(nn.Module):
+  """Fields and parameters shared by Conv and ConvTranspose (like flax's)."""
   features: int
-  kernel_size: Sequence[int] = (3, 3)
-  strides: Union[int, Sequence[int]] = (1, 1)
+  kernel_size: Sequence[int]
+  strides: Union[int, Sequence[int]] = 1
   padding: Padding = 'SAME'
   use_bias: bool = True
-  impl: Optional[str] = None
+  impl: Optional[str] = None  # None: the module default, see set_default_impl
   dtype: Optional[Any] = None
   param_dtype: Any = jnp.float32
   kernel_init: Callable = nn.initializers.lecun_normal()
@@ -292,30 +292,27 @@ class Conv(nn.Module):
   def __call__(self, x):
     kshape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param('kernel', self.kernel_init, kshape, self.param_dtype)
-    bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv2d(x, kernel, self.strides, self.padding, self.impl)
+    y = self._op(x, kernel, self.strides, self.padding, self.impl)
     return y if bias is None else y + bias
 
 
-class ConvTranspose(nn.Module):
-  """PyTorch `ConvTranspose2d` semantics (NHWC); kernel (kh, kw, in_features, features)."""
-  features: int
-  kernel_size: Sequence[int] = (4, 4)
-  strides: Union[int, Sequence[int]] = (2, 2)
-  padding: Padding = 1
-  use_bias: bool = True
-  impl: Optional[str] = None
-  dtype: Optional[Any] = None
-  param_dtype: Any = jnp.float32
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros
+class Conv(_ConvModule):
+  """`flax.linen.Conv` for 2D NHWC inputs with a selectable implementation.
 
-  @nn.compact
-  def __call__(self, x):
-    kshape = (*self.kernel_size, x.shape[-1], self.features)
-    kernel = self.param('kernel', self.kernel_init, kshape, self.param_dtype)
-    bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv_transpose2d(x, kernel, self.strides, self.padding, self.impl)
-    return y if bias is None else y + bias
+  kernel (kh, kw, in, features), bias (features,); padding an int p, explicit
+  ((lo, hi), (lo, hi)), 'SAME' or 'VALID'.
+  """
+  _op = staticmethod(conv2d)
+
+
+class ConvTranspose(_ConvModule):
+  """PyTorch `ConvTranspose2d` semantics (without output_padding), NHWC.
+
+  The adjoint of `Conv` with the same kernel size, strides and padding; kernel
+  (kh, kw, in, features), see the module docstring for the lax and PyTorch
+  equivalents.  padding='SAME' gives output size input * stride.
+  """
+  _op = staticmethod(conv_transpose2d)
