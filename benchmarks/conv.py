@@ -10,20 +10,23 @@ convolutions, all kernel 4, stride 2, padding 1, with bias.  The timed work is
 one forward + backward pass with gradients w.r.t. input, kernel and bias
 (jitted `value_and_grad` of sum(y * g) in JAX, `y.backward(g)` in PyTorch),
 after warm-up; the variants are interleaved and each time is the median of
-`--repeats` runs.  The last row is a whole SPS-style training step (encoder,
-ReLUs, decoder applied `--decodes` times, MSE loss, gradients of all
-parameters).
+`--repeats` runs.  The last row is a conv-only stand-in for a training step
+(encoder with ReLUs on all frames, the decoder applied `--decodes` times, MSE
+loss, gradients of all conv parameters); `benchmarks/sps_step.py` times the
+real SPS step.
 
 Columns: `ms matmul` = common.conv with impl='matmul', `ms lax` = impl='lax'
 (`lax.conv_general_dilated` / `lax.conv_transpose`), `ms torch` = torch.nn
-functional conv2d / conv_transpose2d with `torch.set_num_threads` set to the
-same core count, `torch/matmul` = ms torch / ms matmul (1.0 = as fast as
+functional conv2d / conv_transpose2d on channels-last tensors (oneDNN's faster
+layout on CPU) with `torch.set_num_threads` set to the same core count, `torch/matmul` = ms torch / ms matmul (1.0 = as fast as
 PyTorch, higher is better for us).  `--skip-lax` leaves out the (very slow on
 CPU) lax column.
 
-Both frameworks should run under the same allocator; PyTorch links its own, so
-for a fair comparison optionally preload one for the whole process, e.g.
-`LD_PRELOAD=libjemalloc.so.2 python -m benchmarks.conv`.
+Both frameworks run in one process and so under the same allocator; PyTorch is
+sensitive to it, so optionally preload jemalloc for the whole process, e.g.
+`LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python -m benchmarks.conv`.
+Other load on the machine makes all columns noisy (PyTorch's OpenMP threads
+suffer most); interleaving keeps the ratios comparable, not the absolute times.
 """
 
 import argparse
@@ -86,14 +89,20 @@ def _layer_jax(transposed, cin, cout, size, batch, impl, rng):
   return lambda: jax.block_until_ready(step(x, w, b, g))
 
 
+def _channels_last(a, requires_grad=False):
+  """NCHW numpy array -> torch tensor in channels-last memory (faster with oneDNN on CPU)."""
+  t = torch.from_numpy(np.ascontiguousarray(a)).contiguous(memory_format=torch.channels_last)
+  return t.requires_grad_(requires_grad)
+
+
 def _layer_torch(transposed, cin, cout, size, batch, rng):
-  x = torch.tensor(rng.standard_normal((batch, cin, size, size), np.float32), requires_grad=True)
+  x = _channels_last(rng.standard_normal((batch, cin, size, size), np.float32), True)
   wshape = (cin, cout, 4, 4) if transposed else (cout, cin, 4, 4)
-  w = torch.tensor(rng.standard_normal(wshape, np.float32) * 0.05, requires_grad=True)
+  w = _channels_last(rng.standard_normal(wshape, np.float32) * 0.05, True)
   b = torch.zeros(cout, requires_grad=True)
   op = F.conv_transpose2d if transposed else F.conv2d
   out_size = size * 2 if transposed else size // 2
-  g = torch.tensor(rng.standard_normal((batch, cout, out_size, out_size), np.float32))
+  g = _channels_last(rng.standard_normal((batch, cout, out_size, out_size), np.float32))
 
   def step():
     x.grad = w.grad = b.grad = None
@@ -130,10 +139,10 @@ def _model_jax(batch, decodes, impl, rng):
 
 
 def _model_torch(batch, decodes, rng):
-  enc, dec = [[(torch.tensor(w.transpose(3, 2, 0, 1) if i == 0 else w.transpose(2, 3, 0, 1),
-                             requires_grad=True), torch.tensor(b, requires_grad=True))
+  enc, dec = [[(_channels_last(w.transpose(3, 2, 0, 1) if i == 0 else w.transpose(2, 3, 0, 1),
+                               True), torch.tensor(b, requires_grad=True))
                for w, b in _init(rng, layers)] for i, layers in enumerate((ENC, DEC))]
-  frames = torch.tensor(rng.random((batch, 3, 32, 32), np.float32))
+  frames = _channels_last(rng.random((batch, 3, 32, 32), np.float32))
 
   def step():
     for p in [t for wb in enc + dec for t in wb]:
@@ -175,7 +184,7 @@ def main():
   fns = [_model_jax(args.batch, args.decodes, impl, rng) for impl in impls]
   if torch is not None:
     fns.append(_model_torch(args.batch, args.decodes, rng))
-  rows.append((f'SPS step ({args.decodes} decodes)', _median_ms(fns, max(3, args.repeats // 2))))
+  rows.append((f'enc+dec step ({args.decodes} decodes)', _median_ms(fns, max(3, args.repeats // 2))))
 
   print(f'batch {args.batch}, {args.threads} threads, jax {jax.__version__}'
         + (f', torch {torch.__version__}' if torch is not None else ''))
