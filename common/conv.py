@@ -11,7 +11,9 @@ is one matmul of the patches with the cotangent.  On GPU/TPU the 'lax'
 implementation (`lax.conv_general_dilated`, i.e. cuDNN / TPU conv units) is used.
 
 `impl` is one of 'auto' (by backend: 'matmul' on CPU, 'lax' elsewhere),
-'matmul', 'lax', or None (the module default, see `set_default_impl`).
+'matmul', 'lax', or None (the module default, see `set_default_impl`).  The
+matmul path supports jit, vmap, grad and sharded batches but not forward-mode
+autodiff (jvp), like any custom_vjp; use 'lax' for that.
 
 Transposed convolution semantics follow PyTorch's `ConvTranspose2d` (without
 output_padding): `conv_transpose2d(y, k, s, p)` is the exact adjoint of
@@ -46,8 +48,8 @@ Pads = Tuple[Tuple[int, int], Tuple[int, int]]
 IMPLS = ('auto', 'matmul', 'lax')
 _default_impl = 'auto'
 
-_SUPPORTED = ('kernel sizes 1-7, strides 1-2 with stride <= kernel, padding an int p, '
-              '((p, p), (p, p)), "SAME" or "VALID" with 0 <= p < kernel')
+_SUPPORTED = ('kernel sizes 1-7, strides 1-2 with stride <= kernel, padding an int or '
+              '((lo, hi), (lo, hi)) with 0 <= lo, hi < kernel, "SAME" or "VALID"')
 
 
 def set_default_impl(impl: str) -> None:
