@@ -163,6 +163,8 @@ def train(config, workdir, task: Task, mesh=None):
       while step < config.num_steps:
         batch = jax.device_put(task.train_batch(step), batch_sh)
         state, m = step_fn(state, batch, loop_key)
+        if pending:   # at most two steps in flight: the bar and signals track real progress
+          jax.block_until_ready(pending[-1])
         pending.append(m)
         step += 1
         bar.update(1)
