@@ -1,0 +1,136 @@
+"""Evaluate a VRNN checkpoint: python -m vrnn.evaluate --workdir=DIR [--step=N].
+
+Writes DIR/eval/step_<N>/metrics.json (ELBO per sequence and per step, the importance-sampled
+log-likelihood) and PNGs: sampled sequences, reconstructions, KL per step, training curves.
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import cli
+from common import config as cfg
+from common import loop
+from common import metrics as metrics_lib
+from common import plotting
+from vrnn import distributions as dist
+from vrnn import models
+from vrnn import train
+
+
+def strokes(x, mask, mean, std):
+  """Pen positions from normalised (dx, dy, pen_up) rows: a list of (n, 2) arrays, split at pen-up."""
+  x = x[mask > 0]
+  xy = np.cumsum(x[:, :2] * std + mean, axis=0)
+  ends = np.flatnonzero(x[:, 2] > 0.5) + 1
+  return [s for s in np.split(xy, ends) if len(s)]
+
+
+def draw_strokes(ax, parts, **kw):
+  for s in parts:
+    ax.plot(s[:, 0], s[:, 1], '-', lw=kw.get('lw', 1.2), color=kw.get('color', 'k'),
+            alpha=kw.get('alpha', 1.0))
+  ax.set_aspect('equal')
+  ax.axis('off')
+
+
+def reconstruct(model, params, x):
+  """The mean of p(x_t | z_t, h_{t-1}) with z_t the encoder's mean, given the true x_<t."""
+  eps = jnp.zeros(x.shape[:2] + (model.z_dim,), jnp.float32)
+  outs = models.unroll(model, params, jnp.asarray(x), eps)
+  return np.asarray(dist.mean(model.output, outs['out']))
+
+
+def sample(model, params, config, n):
+  length = config.eval.generate_len or config.data.max_len
+  xs = models.generate(model, params, jax.random.PRNGKey(2), n, length, config.eval.temperature)
+  return np.asarray(xs)
+
+
+def write_figures(out, config, model, params, evaluator, terms):
+  data, paths = evaluator.data, {}
+  n = min(config.eval.examples, len(data['x']))
+  samples = sample(model, params, config, config.eval.num_generate)
+  recon = reconstruct(model, params, data['x'][:n])
+  if config.model.pen_bit:   # stroke data
+    mean, std = data['mean'], data['std']
+    ones = np.ones(samples.shape[:2])
+    fig, axes = plotting.plt.subplots(len(samples), 1, figsize=(10, 1.4 * len(samples)),
+                                      squeeze=False)
+    for ax, s in zip(axes[:, 0], samples):
+      draw_strokes(ax, strokes(s, ones, mean, std))
+    fig.suptitle(f'samples from the model ({samples.shape[1]} steps, temperature '
+                 f'{config.eval.temperature})', fontsize=10)
+    paths['samples'] = plotting.save(fig, os.path.join(out, 'samples.png'))
+
+    fig, axes = plotting.plt.subplots(n, 1, figsize=(10, 1.6 * n), squeeze=False)
+    for ax, x, r, m in zip(axes[:, 0], data['x'], recon, data['mask']):
+      draw_strokes(ax, strokes(x, m, mean, std), color='k', lw=1.6)
+      r = np.concatenate([r[:, :2], (r[:, 2:] > 0.5)], -1)
+      draw_strokes(ax, strokes(r, m, mean, std), color='tab:red', lw=1.0, alpha=0.8)
+    fig.suptitle('held-out lines (black) and reconstructions (red: the decoder mean at each '
+                 'step, z = encoder mean, summed up)', fontsize=10)
+    paths['reconstructions'] = plotting.save(fig, os.path.join(out, 'reconstructions.png'))
+  else:   # bit rows: show them as images
+    paths['samples'] = plotting.image_grid(
+        os.path.join(out, 'samples.png'), samples[None, ..., None],
+        title='samples from the model (rows generated top to bottom)')
+    rows = np.stack([data['x'][:n], recon], 0)[..., None]
+    paths['reconstructions'] = plotting.image_grid(
+        os.path.join(out, 'reconstructions.png'), rows, row_labels=['true', 'p(x=1)'],
+        title='held-out images and the decoder mean per row')
+
+  mask = data['mask']
+  count = np.maximum(mask.sum(0), 1)
+  fig, ax = plotting.plt.subplots(figsize=(7, 3))
+  ax.plot(terms['kl'].sum(0) / count, label='KL(q || prior)')
+  ax.plot(-terms['log_px'].sum(0) / count, label='-log p(x_t | z_t, h)', alpha=0.7)
+  ax.set_xlabel('step t')
+  ax.set_ylabel('nats (mean over sequences)')
+  ax.legend(fontsize=8)
+  ax.set_title('per-step terms of the bound on held-out sequences', fontsize=10)
+  paths['kl_per_step'] = plotting.save(fig, os.path.join(out, 'kl_per_step.png'))
+
+  workdir = os.path.dirname(os.path.dirname(out))
+  train_log, eval_log = metrics_lib.read(workdir, 'train'), metrics_lib.read(workdir, 'eval')
+  if train_log:
+    fig, ax = plotting.plt.subplots(figsize=(7, 3))
+    ax.plot([r['step'] for r in train_log], [r['elbo_per_step'] for r in train_log], label='train')
+    ev = [r for r in eval_log if 'elbo_per_step' in r]
+    ax.plot([r['step'] for r in ev], [r['elbo_per_step'] for r in ev], 'o-', label='eval')
+    ax.set_xlabel('step')
+    ax.set_ylabel('ELBO per step (nats)')
+    ax.legend(fontsize=8)
+    paths['curves'] = plotting.save(fig, os.path.join(out, 'curves.png'))
+  return paths
+
+
+def evaluate(workdir, step=None):
+  """Restores a checkpoint with its saved config, writes metrics.json + PNGs; returns the metrics."""
+  config = cfg.load(workdir)
+  model, _, init_state = train.make_init(config)
+  state, step = loop.restore(workdir, init_state, config.seed, step)
+  evaluator = train.Evaluator(config, model)
+  metrics = evaluator.metrics(state.params, with_likelihood=True)
+  metrics['num_sequences'] = len(evaluator.data['x'])
+  metrics['mean_length'] = float(evaluator.data['mask'].sum(1).mean())
+  out = os.path.join(workdir, 'eval', f'step_{step}')
+  os.makedirs(out, exist_ok=True)
+  figures = write_figures(out, config, model, state.params, evaluator,
+                          evaluator.step_terms(state.params))
+  with open(os.path.join(out, 'metrics.json'), 'w') as f:
+    json.dump({'step': step, 'is_samples': config.eval.is_samples, **metrics}, f, indent=2,
+              sort_keys=True)
+  print(f'\nVRNN evaluation of {workdir} at step {step} on {metrics["num_sequences"]} held-out '
+        f'sequences (nats; log-likelihood from {config.eval.is_samples} importance samples)')
+  print('| metric | value |\n|---|---|')
+  for k, v in metrics.items():
+    print(f'| {k} | {v:.6g} |')
+  print(f'figures: {", ".join(os.path.relpath(p, workdir) for p in figures.values())}')
+  return metrics
+
+
+if __name__ == '__main__':
+  cli.run_evaluate(evaluate)

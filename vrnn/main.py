@@ -1,0 +1,18 @@
+"""Train a VRNN: python -m vrnn.main --config=configs/vrnn.py:handwriting [--workdir=DIR] [--config.x=v].
+
+Running the same command again resumes from the newest checkpoint in the workdir.
+"""
+from common import cli
+from vrnn import evaluate, train
+
+_CONFIG, _WORKDIR = cli.define_flags('configs/vrnn.py:handwriting')
+
+
+def main(argv):
+  del argv
+  cli.train_and_evaluate('vrnn', _CONFIG, _WORKDIR.value, train.validate, train.make_task,
+                         evaluate.evaluate)
+
+
+if __name__ == '__main__':
+  cli.run(main)

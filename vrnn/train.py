@@ -1,0 +1,165 @@
+"""VRNN training: config validation, the model from a config, the pure train step and the eval metrics."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common import config as cfg
+from common import data as data_lib
+from common import loop
+from common import train_state
+from vrnn import data as vrnn_data
+from vrnn import losses
+from vrnn import models
+
+SOURCES = ('synthetic', 'iam', 'mnist_rows')
+
+
+def validate(config, num_devices=None):
+  """Every check that can fail, before anything is compiled or written; raises ConfigError."""
+  num_devices = num_devices or jax.device_count()
+  cfg.check_choice(config, 'data.source', SOURCES)
+  cfg.check_choice(config, 'model.cell', models.CELLS)
+  cfg.check_choice(config, 'model.prior', models.PRIORS)
+  cfg.check_choice(config, 'model.output', models.OUTPUTS)
+  cfg.check_choice(config, 'model.latent', (True, False))
+  cfg.check_choice(config, 'model.pen_bit', (True, False))
+  cfg.check_choice(config, 'early_stopping.mode', ('min', 'max'))
+  for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
+            'checkpoint.max_to_keep', 'data.num_train', 'data.num_eval', 'data.max_len',
+            'model.h_dim', 'model.phi_x_dim', 'model.phi_z_dim', 'model.hidden_dim',
+            'model.z_dim', 'model.num_mixtures', 'model.min_scale', 'optim.lr',
+            'eval.batch_size', 'eval.is_samples', 'eval.num_generate', 'eval.temperature',
+            'eval.examples'):
+    cfg.check_positive(config, f)
+  for f in ('model.layers', 'optim.grad_clip', 'optim.weight_decay', 'loss.kl_warmup',
+            'eval.generate_len'):
+    cfg.check_positive(config, f, allow_zero=True)
+  stroke_data = config.data.source in ('synthetic', 'iam')
+  if config.model.output == 'bernoulli':
+    cfg.check(not config.model.pen_bit, 'model.pen_bit', config.model.pen_bit,
+              "must be False with model.output='bernoulli' (every feature is already a bit)")
+  else:
+    cfg.check(config.data.source != 'mnist_rows', 'model.output', config.model.output,
+              "mnist_rows holds bits: use model.output='bernoulli'")
+  if stroke_data:
+    cfg.check(config.model.pen_bit, 'model.pen_bit', config.model.pen_bit,
+              f'must be True for stroke data (data.source={config.data.source!r})')
+  if config.data.source == 'iam':
+    cfg.check(bool(config.data.path), 'data.path', config.data.path,
+              'set it to the IAM-OnDB folder holding lineStrokes/ (data.source=iam)')
+  cfg.check_divisible(config, 'batch_size', num_devices,
+                      f'the batch is split over {num_devices} devices')
+  if config.data.source == 'synthetic':
+    cfg.check(config.data.num_train >= config.batch_size, 'data.num_train',
+              config.data.num_train, f'must be >= batch_size ({config.batch_size})')
+
+
+def x_dim(config):
+  return 28 if config.data.source == 'mnist_rows' else 3
+
+
+def make_model(config):
+  m = config.model
+  return models.VRNN(
+      x_dim=x_dim(config), z_dim=m.z_dim, h_dim=m.h_dim, phi_x_dim=m.phi_x_dim,
+      phi_z_dim=m.phi_z_dim, hidden_dim=m.hidden_dim, layers=m.layers, cell=m.cell,
+      prior=m.prior, latent=m.latent, output=m.output, num_mixtures=m.num_mixtures,
+      pen_bit=m.pen_bit, min_scale=m.min_scale)
+
+
+def make_init(config):
+  """(model, optimizer, init_state(key) -> TrainState); needs no data."""
+  model = make_model(config)
+  tx = train_state.make_optimizer(config.optim.lr, config.optim.grad_clip,
+                                  config.optim.weight_decay)
+  example = jnp.zeros((1, x_dim(config)), jnp.float32)
+  return model, tx, lambda key: train_state.create(model.init(key, example), tx)
+
+
+def load_data(config, split):
+  """{'x': (N, T, D), 'mask': (N, T), 'mean', 'std'} as numpy, normalised by the train stats."""
+  data = vrnn_data.load(config.data, split, config.seed)
+  if len(data['x']) < (config.batch_size if split == 'train' else 1):
+    raise cfg.ConfigError(f'config.data: the {split} split has only {len(data["x"])} sequences, '
+                          f'fewer than batch_size={config.batch_size}')
+  return {k: np.asarray(v, np.float32) for k, v in data.items()}
+
+
+def kl_weight(step, warmup):
+  """1, or a linear ramp from 0 to 1 over `warmup` steps."""
+  if not warmup:
+    return jnp.float32(1.0)
+  return jnp.minimum(1.0, step.astype(jnp.float32) / warmup)
+
+
+def make_task(config):
+  """The loop.Task of pure functions for this config (data is loaded here, once)."""
+  model, tx, init_state = make_init(config)
+  train = load_data(config, 'train')
+
+  def train_step(state, batch, key):
+    key = jax.random.fold_in(key, state.step)   # a fresh key per step, never reused
+    w = kl_weight(state.step, config.loss.kl_warmup)
+    grads, metrics = jax.grad(losses.loss_fn, has_aux=True)(
+        state.params, model, batch['x'], batch['mask'], key, w)
+    state, norms = train_state.apply_gradients(state, grads, tx)
+    return state, {**metrics, **norms, 'kl_weight': w}
+
+  def train_batch(step):
+    idx = data_lib.epoch_batch_indices(step, len(train['x']), config.batch_size, config.seed)
+    return {'x': train['x'][idx], 'mask': train['mask'][idx]}
+
+  evaluator = Evaluator(config, model)
+  return loop.Task(init=init_state, train_step=train_step, train_batch=train_batch,
+                   evaluate=lambda state: evaluator.metrics(state.params))
+
+
+class Evaluator:
+  """The bound and the importance-sampled log-likelihood on the held-out set, in nats.
+
+  Sequences are scored in normalised units (the density of the normalised offsets), the
+  convention of the VRNN paper's handwriting numbers.
+  """
+
+  def __init__(self, config, model, data=None):
+    self.config, self.model = config, model
+    self.data = data if data is not None else load_data(config, 'eval')
+    self._terms = jax.jit(lambda p, x, m, k: losses.step_terms(model, p, x, m, k))
+    self._is = jax.jit(lambda p, x, m, k: losses.importance_log_likelihood(
+        model, p, x, m, k, config.eval.is_samples))
+
+  def batches(self):
+    bs = self.config.eval.batch_size
+    x, mask = self.data['x'], self.data['mask']
+    for i in range(0, len(x), bs):
+      yield i, x[i:i + bs], mask[i:i + bs]
+
+  def step_terms(self, params):
+    """Per-step log p(x_t | .) and KL for every eval sequence: dict of (N, T) arrays."""
+    key = jax.random.PRNGKey(0)   # fixed: the same eval every time
+    parts = [jax.device_get(self._terms(params, x, m, jax.random.fold_in(key, i)))
+             for i, x, m in self.batches()]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+  def metrics(self, params, with_likelihood=False):
+    t = self.step_terms(params)
+    mask = self.data['mask']
+    elbo = (t['log_px'] - t['kl']).sum(1)
+    steps = mask.sum()
+    out = {
+        'elbo': float(elbo.mean()),
+        'elbo_per_step': float(elbo.sum() / steps),
+        'log_px': float(t['log_px'].sum(1).mean()),
+        'kl': float(t['kl'].sum(1).mean()),
+    }
+    if with_likelihood:
+      ll = self.log_likelihood(params)
+      out['log_likelihood'] = float(ll.mean())
+      out['log_likelihood_per_step'] = float(ll.sum() / steps)
+    return out
+
+  def log_likelihood(self, params):
+    """Importance-sampled log p(x) per eval sequence (N,)."""
+    key = jax.random.PRNGKey(1)
+    return np.concatenate([jax.device_get(self._is(params, x, m, jax.random.fold_in(key, i)))
+                           for i, x, m in self.batches()])
