@@ -56,7 +56,7 @@ def write_figures(out, config, model, params, evaluator, terms):
   recon = reconstruct(model, params, data['x'][:n])
   if config.model.pen_bit:   # stroke data
     mean, std = data['mean'], data['std']
-    ones = np.ones(samples.shape[:2])
+    ones = np.ones(samples.shape[1])
     fig, axes = plotting.plt.subplots(len(samples), 1, figsize=(10, 1.4 * len(samples)),
                                       squeeze=False)
     for ax, s in zip(axes[:, 0], samples):
