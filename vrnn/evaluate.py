@@ -67,11 +67,16 @@ def write_figures(out, config, model, params, evaluator, terms):
 
     fig, axes = plotting.plt.subplots(n, 1, figsize=(10, 1.6 * n), squeeze=False)
     for ax, x, r, m in zip(axes[:, 0], data['x'], recon, data['mask']):
-      draw_strokes(ax, strokes(x, m, mean, std), color='k', lw=1.6)
-      r = np.concatenate([r[:, :2], (r[:, 2:] > 0.5)], -1)
-      draw_strokes(ax, strokes(r, m, mean, std), color='tab:red', lw=1.0, alpha=0.8)
-    fig.suptitle('held-out lines (black) and reconstructions (red: the decoder mean at each '
-                 'step, z = encoder mean, summed up)', fontsize=10)
+      true = strokes(x, m, mean, std)
+      draw_strokes(ax, true, color='k', lw=1.6)
+      # Each predicted offset starts from the true previous point: one-step predictions.
+      xy = np.cumsum(x[m > 0, :2] * std + mean, axis=0)
+      pred = np.concatenate([[0 * xy[0]], xy[:-1]]) + r[m > 0, :2] * std + mean
+      ends = np.flatnonzero(x[m > 0, 2] > 0.5) + 1
+      draw_strokes(ax, [s for s in np.split(pred, ends) if len(s)], color='tab:red', lw=1.0,
+                   alpha=0.8)
+    fig.suptitle('held-out lines (black) and one-step reconstructions (red: true previous point '
+                 '+ the decoder mean, z = encoder mean)', fontsize=10)
     paths['reconstructions'] = plotting.save(fig, os.path.join(out, 'reconstructions.png'))
   else:   # bit rows: show them as images
     paths['samples'] = plotting.image_grid(
