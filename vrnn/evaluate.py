@@ -89,13 +89,14 @@ def write_figures(out, config, model, params, evaluator, terms):
 
   mask = data['mask']
   count = np.maximum(mask.sum(0), 1)
-  fig, ax = plotting.plt.subplots(figsize=(7, 3))
-  ax.plot(terms['kl'].sum(0) / count, label='KL(q || prior)')
-  ax.plot(-terms['log_px'].sum(0) / count, label='-log p(x_t | z_t, h)', alpha=0.7)
-  ax.set_xlabel('step t')
-  ax.set_ylabel('nats (mean over sequences)')
-  ax.legend(fontsize=8)
-  ax.set_title('per-step terms of the bound on held-out sequences', fontsize=10)
+  fig, axes = plotting.plt.subplots(1, 2, figsize=(11, 3))
+  axes[0].plot(terms['kl'].sum(0) / count)
+  axes[0].set_title('KL(q(z_t) || p(z_t)) per step', fontsize=10)
+  axes[1].plot(terms['log_px'].sum(0) / count, color='tab:orange')
+  axes[1].set_title('log p(x_t | z_t, h_{t-1}) per step', fontsize=10)
+  for ax in axes:
+    ax.set_xlabel('step t')
+  axes[0].set_ylabel('nats (mean over held-out sequences)')
   paths['kl_per_step'] = plotting.save(fig, os.path.join(out, 'kl_per_step.png'))
 
   workdir = os.path.dirname(os.path.dirname(out))
