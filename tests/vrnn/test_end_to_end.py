@@ -156,3 +156,56 @@ def test_sharded_step_on_8_devices_matches_one_device():
   proc = subprocess.run([sys.executable, '-c', f'WORK = {work!r}\n' + script], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=400)
   assert 'SHARDED_OK' in proc.stdout, proc.stderr[-3000:]
+
+
+def _write_iam_folder(root, num_lines):
+  """IAM-OnDB-layout XML files of generated handwriting (absolute points, y growing downward)."""
+  from vrnn import data as vrnn_data   # pylint: disable=g-import-not-at-top
+  lines = vrnn_data.handwriting(jax.random.PRNGKey(3), num_lines, 128)
+  for i, (x, m) in enumerate(zip(lines['x'], lines['mask'])):
+    x = x[m > 0]
+    xy = np.cumsum(x[:, :2], 0) * [20, -20] + [500, 2000]
+    ends = np.flatnonzero(x[:, 2] > 0) + 1
+    body = ''.join('<Stroke colour="black">' + ''.join(
+        f'<Point x="{px:.0f}" y="{py:.0f}" time="0"/>' for px, py in s) + '</Stroke>'
+                   for s in np.split(xy, ends) if len(s))
+    form = f'a{i // 10:02d}-000u'
+    path = root / 'lineStrokes' / form[:3] / form[:7] / f'{form}-{i % 10:02d}.xml'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'<WhiteboardCaptureSession><StrokeSet>{body}</StrokeSet>'
+                    '</WhiteboardCaptureSession>')
+
+
+def _train_in_process(config, workdir):
+  from common import loop   # pylint: disable=g-import-not-at-top
+  from vrnn import evaluate   # pylint: disable=g-import-not-at-top
+  config.num_steps, config.progress_bar, config.eval_every = 10, False, 5
+  config.checkpoint.every = 10
+  train.validate(config)
+  _, status = loop.train(config, str(workdir), train.make_task(config))
+  assert status == 'done'
+  return evaluate.evaluate(str(workdir))
+
+
+def test_iam_folder_trains_and_evaluates(tmp_path):
+  _write_iam_folder(tmp_path / 'iam', 40)
+  c = vrnn_configs.get_config('smoke')
+  c.data.update(dict(source='iam', path=str(tmp_path / 'iam'), num_eval=8))
+  m = _train_in_process(c, tmp_path / 'w')
+  assert m['num_sequences'] == 8 and np.isfinite(m['elbo'])
+  assert m['log_likelihood'] > m['elbo'] - 1.0
+  assert (tmp_path / 'w' / 'eval' / 'step_10' / 'samples.png').exists()
+
+
+def test_mnist_rows_train_and_evaluate_under_mock_data(tmp_path):
+  import tensorflow_datasets as tfds   # pylint: disable=g-import-not-at-top
+  c = vrnn_configs.get_config('mnist_rows')
+  c.update(dict(batch_size=8))
+  c.data.update(dict(num_train=16, num_eval=8))
+  c.model.update(dict(h_dim=16, phi_x_dim=8, phi_z_dim=8, hidden_dim=16, z_dim=4))
+  c.eval.update(dict(batch_size=8, is_samples=4, num_generate=2, examples=2))
+  with tfds.testing.mock_data(num_examples=16):
+    m = _train_in_process(c, tmp_path / 'w')
+  assert m['num_sequences'] == 8 and m['mean_length'] == 28
+  assert -28 * 28 * 2 < m['elbo'] < 0   # at most 2 nats per bit for a barely trained model
+  assert (tmp_path / 'w' / 'eval' / 'step_10' / 'samples.png').stat().st_size > 3000
