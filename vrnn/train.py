@@ -78,7 +78,12 @@ def make_init(config):
 
 def load_data(config, split):
   """{'x': (N, T, D), 'mask': (N, T), 'mean', 'std'} as numpy, normalised by the train stats."""
-  data = vrnn_data.load(config.data, split, config.seed)
+  try:
+    data = vrnn_data.load(config.data, split, config.seed)
+  except cfg.ConfigError:
+    raise
+  except ValueError as e:   # the data module's checks, e.g. data.num_eval out of range
+    raise cfg.ConfigError(str(e)) from None
   if len(data['x']) < (config.batch_size if split == 'train' else 1):
     raise cfg.ConfigError(f'config.data: the {split} split has only {len(data["x"])} sequences, '
                           f'fewer than batch_size={config.batch_size}')
