@@ -28,8 +28,27 @@ def apply_gradients(state, grads, tx):
   return new, norms.l2_norms(grads, state.params, updates)
 
 
-def make_optimizer(lr, grad_clip=0.0, weight_decay=0.0):
-  """Adam(W) with global-norm clipping applied to the gradients before the update."""
+OPTIMIZERS = ('adam', 'rmsprop', 'momentum')
+
+
+def make_optimizer(lr, grad_clip=0.0, weight_decay=0.0, name='adam', momentum=0.9,
+                   decay=0.9, eps=1e-8):
+  """Global-norm clipping applied to the gradients, then the update rule.
+
+  'adam' (AdamW when weight_decay > 0), 'rmsprop' (decay, eps; plus momentum when > 0) or
+  'momentum' (SGD with heavy-ball momentum; weight_decay adds an L2 term to the gradient).
+  """
+  if name not in OPTIMIZERS:
+    raise ValueError(f'optimizer {name!r} is unknown; allowed values are {", ".join(OPTIMIZERS)}')
   parts = [optax.clip_by_global_norm(grad_clip)] if grad_clip > 0 else []
-  parts.append(optax.adamw(lr, weight_decay=weight_decay) if weight_decay > 0 else optax.adam(lr))
+  if name == 'adam':
+    parts.append(optax.adamw(lr, eps=eps, weight_decay=weight_decay) if weight_decay > 0
+                 else optax.adam(lr, eps=eps))
+    return optax.chain(*parts)
+  if weight_decay > 0:
+    parts.append(optax.add_decayed_weights(weight_decay))
+  if name == 'rmsprop':
+    parts.append(optax.rmsprop(lr, decay=decay, eps=eps, momentum=momentum or None))
+  else:
+    parts.append(optax.sgd(lr, momentum=momentum or None))
   return optax.chain(*parts)
