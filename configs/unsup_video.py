@@ -65,11 +65,11 @@ def get_config(variant='composite_conditional'):
   ))
   c.optim = ml_collections.ConfigDict(dict(
       name='rmsprop',      # 'rmsprop', 'adam' or 'momentum' (SGD)
-      lr=1e-4,
+      lr=1e-3,
       grad_clip=25.0,      # global-norm clipping; 0 = off
       momentum=0.0,        # rmsprop: 0 = none; momentum: the coefficient
       decay=0.9,           # rmsprop's squared-gradient average
-      eps=1e-6,
+      eps=1e-6,            # optax's rmsprop adds it inside the square root
       weight_decay=0.0,
   ))
   c.eval = ml_collections.ConfigDict(dict(

@@ -522,7 +522,7 @@ def mnist_rows(split, data_dir=None):
   import tensorflow_datasets as tfds  # slow to import: only when asked for
   try:
     source = tfds.data_source('mnist', split=split, data_dir=data_dir or None, download=False)
-  except (FileNotFoundError, NotImplementedError, AssertionError,
+  except (FileNotFoundError, NotImplementedError, AssertionError, KeyError,
           tfds.core.DatasetNotFoundError) as e:
     where = data_dir or 'the default TFDS data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)'
     raise FileNotFoundError(

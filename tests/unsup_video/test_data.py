@@ -183,11 +183,16 @@ def test_mnist_digits_through_tfds_data_source():
   np.testing.assert_allclose(x[1], 1 - x[0], atol=1e-6)
 
 
-def test_mnist_not_prepared_and_sources(tmp_path):
+def test_mnist_not_prepared_and_sources(tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match='tfds build mnist'):
     D.mnist_digits('train', data_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError, match='tfds build mnist'):
     D.load_digits('mnist', data_dir=str(tmp_path))
+  # With no data_dir and nothing in the default one, TFDS raises KeyError (empty splits).
+  monkeypatch.setattr(tfds.core.constants, 'DATA_DIR', str(tmp_path / 'default'))
+  with pytest.raises(FileNotFoundError, match='tfds build mnist'):
+    D.load_digits('mnist')
+  np.testing.assert_array_equal(D.load_digits('auto')[:5], D.embedded_digits(5, seed=0)[0])
   # 'auto' falls back to the embedded digits when MNIST is not prepared ...
   auto = D.load_digits('auto', data_dir=str(tmp_path))
   np.testing.assert_array_equal(auto[:20], D.embedded_digits(20, seed=0)[0])
