@@ -1,4 +1,6 @@
 """unsup_video training: config validation, the model from a config, the pure train step, eval metrics."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,11 +171,8 @@ class Evaluator:
 
   def __init__(self, config, model, data=None):
     self.config, self.model = config, model
-    if data is None:
-      data, self.source = load_test_set(config)
-    else:
-      self.source = 'given'
-    self.frames = np.asarray(data, np.float32)
+    if data is not None:
+      self.__dict__['test_set'] = (np.asarray(data, np.float32), 'given')   # the cache
     act, rng = config.model.output_activation, config.data.range
     n_in = config.data.num_input
 
@@ -190,6 +189,20 @@ class Evaluator:
 
     self._per_frame = jax.jit(per_frame)
     self.predict = jax.jit(predict)
+
+  @functools.cached_property
+  def test_set(self):
+    """(frames, description), made or read on first use: training starts without waiting."""
+    frames, source = load_test_set(self.config)
+    return np.asarray(frames, np.float32), source
+
+  @property
+  def frames(self):
+    return self.test_set[0]
+
+  @property
+  def source(self):
+    return self.test_set[1]
 
   def per_frame(self, params):
     """{branch: {metric: (N, T_branch)}} over the whole test set, as numpy."""
