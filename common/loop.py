@@ -21,7 +21,7 @@ from common import metrics as metrics_lib
 from common import sharding
 
 # Fields that may change between a run and its resumption (everything else must match).
-RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint.every',
+RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint.every', 'log_update_norm',
                     'checkpoint.max_to_keep', 'progress_bar', 'eval_at_end')
 
 

@@ -20,12 +20,13 @@ def create(params, tx):
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def apply_gradients(state, grads, tx):
-  """One optimiser update; returns the new state and the l2 norms of grads/params/updates."""
+def apply_gradients(state, grads, tx, update_norm=True):
+  """One optimiser update; returns the new state and the l2 norms of the gradients, the new
+  parameters and (if update_norm) the updates."""
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
-  return new, norms.l2_norms(grads, state.params, updates)
+  return new, norms.l2_norms(grads, params, updates if update_norm else None)
 
 
 OPTIMIZERS = ('adam', 'rmsprop', 'momentum')

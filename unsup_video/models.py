@@ -202,19 +202,85 @@ def _time_major(a):
   return jnp.swapaxes(a, 0, 1)
 
 
+def _gates(z, c):
+  """LSTM update from pre-activations z (..., 4n) and cell c: (c', h', the activations)."""
+  i, f, g, o = jnp.split(z.astype(jnp.float32), 4, axis=-1)
+  i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+  c = f * c + i * g
+  tc = jnp.tanh(c)
+  return c, o * tc, (i, f, g, o, tc)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def recurrence(kernel, bias, gx, carry, dtype=jnp.float32):
+  """An LSTM layer's time loop: final (c, h) and hs (T, B, n), given projected inputs gx (T, B, 4n).
+
+  The same numbers as scanning LSTMLayer.recur (matmuls in `dtype`, gates in float32). The
+  backward pass is written by hand: autodiff of a scan accumulates the kernel gradient as one
+  rank-B outer product per step (a full n x 4n read and write each time); here the per-step
+  gate gradients are stacked and the kernel gradient is one (n, T*B) @ (T*B, 4n) matmul.
+  """
+  return _recurrence_fwd(kernel, bias, gx, carry, dtype)[0]
+
+
+def _recurrence_fwd(kernel, bias, gx, carry, dtype):
+  w, b = kernel.astype(dtype), bias.astype(dtype)
+
+  def step(carry, g):
+    c, h = carry
+    z = (jnp.dot(h.astype(dtype), w) + b).astype(jnp.float32) + g
+    c2, h2, acts = _gates(z, c)
+    return (c2, h2), (h2, (h, c) + acts)
+
+  final, (hs, res) = jax.lax.scan(step, carry, gx.astype(jnp.float32))
+  return (final, hs), (kernel, res)
+
+
+def _recurrence_bwd(dtype, saved, cot):
+  kernel, (h_prev, c_prev, i, f, g, o, tc) = saved
+  (dc, dh), dhs = cot
+  w_t = kernel.astype(dtype).T
+
+  def step(carry, xs):
+    dc, dh = carry
+    dh_out, c_prev, i, f, g, o, tc = xs
+    dh = dh + dh_out
+    dc = dc + dh * o * (1 - tc * tc)
+    dz = jnp.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g),
+                          dh * tc * o * (1 - o)], axis=-1)
+    dh_prev = jnp.dot(dz.astype(dtype), w_t, preferred_element_type=jnp.float32)
+    return (dc * f, dh_prev), dz
+
+  (dc0, dh0), dz = jax.lax.scan(step, (dc, dh), (dhs, c_prev, i, f, g, o, tc), reverse=True)
+  t, b, n4 = dz.shape
+  flat = lambda a: a.reshape(t * b, a.shape[-1]).astype(dtype)
+  dkernel = jnp.dot(flat(h_prev).T, flat(dz), preferred_element_type=jnp.float32)
+  return dkernel.astype(kernel.dtype), dz.sum((0, 1)), dz, (dc0, dh0)
+
+
+recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def layer_name(branch, l):
+  return f'enc_{l}' if branch == 'enc' else f'stacks_{branch}_{l}'
+
+
 def run_stack(model, params, branch, x, carries, length):
   """Teacher-forced: every layer of `branch` over a whole sequence, one layer after another.
 
   x: features (B, T, F) of the bottom layer's input, or None (unconditioned, `length` steps);
-  carries: the initial (c, h) per layer. Returns (final carries, top h (B, T, n)).
+  carries: the initial (c, h) per layer. Each layer's input projection is one matmul over all
+  steps; only the recurrence runs step by step. Returns (final carries, top h (B, T, n)).
   """
   finals = []
+  batch = carries[0][0].shape[0]
   for l, carry in enumerate(carries):
-    gx = None if x is None else model.apply(params, branch, l, x,
-                                            method=VideoLSTM.project)
-    step = lambda c, g, l=l: model.apply(params, branch, l, c, g, method=VideoLSTM.recur)
-    carry, hs = jax.lax.scan(step, carry, None if gx is None else _time_major(gx),
-                             length=length)
+    if x is None:
+      gx = jnp.zeros((length, batch, 4 * model.hidden), jnp.float32)
+    else:
+      gx = _time_major(model.apply(params, branch, l, x, method=VideoLSTM.project))
+    wh = params['params'][layer_name(branch, l)]['wh']
+    carry, hs = recurrence(wh['kernel'], wh['bias'], gx, carry, model.dtype or jnp.float32)
     finals.append(carry)
     x = _time_major(hs)
   return finals, x

@@ -141,7 +141,8 @@ def make_task(config):
     del key   # the step is deterministic: all randomness is in the generated batch
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, model, config,
                                                      batch['frames'])
-    state, norms = train_state.apply_gradients(state, grads, tx)
+    state, norms = train_state.apply_gradients(state, grads, tx,
+                                               update_norm=config.log_update_norm)
     return state, {**metrics, **norms}
 
   def train_batch(step):
