@@ -269,14 +269,22 @@ def embedded_digits(n=3000, seed=0):
   """n rendered handwritten-like digits (n, 28, 28) float32 in [0, 1] and labels (n,) int32.
 
   Labels cycle 0..9 so every class is equally common.  Digit i depends only
-  on (seed, i), so a smaller set is a prefix of a larger one.
+  on (seed, i), so a smaller set is a prefix of a larger one.  Rendering 3000
+  takes seconds, so sets are cached per process (returned read-only).
   """
   if n < 1:
     raise ValueError(f'n={n} is invalid: must be >= 1')
+  return _embedded_digits(n, seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _embedded_digits(n, seed):
   key = jax.random.PRNGKey(seed)
   chunks = [np.asarray(_digits(key, jnp.arange(i, i + _DIGIT_CHUNK)))
             for i in range(0, n, _DIGIT_CHUNK)]
-  return np.concatenate(chunks)[:n], np.arange(n, dtype=np.int32) % 10
+  images, labels = np.concatenate(chunks)[:n], np.arange(n, dtype=np.int32) % 10
+  images.flags.writeable = labels.flags.writeable = False
+  return images, labels
 
 
 # ===========================================================================

@@ -71,7 +71,9 @@ def test_evaluate_cli_at_an_earlier_step(smoke_run):
 
 def _small(variant='smoke', **model):
   c = configs.get_config(variant)
-  c.update(dict(num_steps=4, log_every=2, eval_every=4, progress_bar=False, batch_size=4))
+  # Evaluation runs once, from evaluate.evaluate, not also inside the loop.
+  c.update(dict(num_steps=4, log_every=2, eval_every=100, eval_at_end=False, progress_bar=False,
+                batch_size=4))
   c.checkpoint.every = 2
   c.data.update(dict(digits='embedded', canvas=32, num_frames=6, num_input=3))
   c.model.update(dict(hidden=16, **model))
@@ -88,7 +90,7 @@ def _train(config, workdir):
 def test_resume_matches_an_uninterrupted_run(tmp_path):
   """Fresh sequences come from (seed, step) alone, so stopping and resuming changes nothing."""
   c = _small()
-  c.eval_at_end = False
+  c.eval_every = 2   # an eval record at step 2 must survive the resume too
   _train(c, tmp_path / 'ref')
   c.num_steps = 2
   _train(c, tmp_path / 'work')
