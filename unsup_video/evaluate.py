@@ -60,7 +60,11 @@ def write_figures(out, config, evaluator, params, per_frame, workdir):
     fut = per_frame['future']
     ahead = np.arange(1, fut['cross_entropy'].shape[1] + 1)
     fig, axes = plotting.plt.subplots(1, 2, figsize=(10, 3))
-    axes[0].plot(ahead, fut['cross_entropy'].mean(0), 'o-')
+    axes[0].plot(ahead, fut['cross_entropy'].mean(0), 'o-', label='own outputs fed back')
+    if 'cross_entropy_teacher_forced' in fut:
+      axes[0].plot(ahead, fut['cross_entropy_teacher_forced'].mean(0), 's--',
+                   label='true frames fed (teacher forced)')
+      axes[0].legend(fontsize=8)
     axes[0].set_ylabel('cross-entropy per frame (nats)')
     axes[1].plot(ahead, fut['ssim'].mean(0), 'o-', color='tab:green')
     axes[1].set_ylabel('SSIM')

@@ -55,6 +55,8 @@ def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
   assert {'recon_loss', 'future_loss', 'future_cross_entropy', 'grad_norm'} <= set(log[0])
   m = json.load(open(workdir / 'eval' / 'step_20' / 'metrics.json'))
   assert METRICS <= set(m) and m['num_sequences'] == 16 and m['step'] == 20
+  # Conditional: the teacher-forced score is reported too, and the first frame is the same.
+  assert m['future_cross_entropy_teacher_forced'] > 0
   assert 'generated' in m['test_set']
   assert 0 < m['future_ssim'] < 1 and m['future_mse'] > 0 and m['future_cross_entropy'] > 0
   for png in ('strip_0.png', 'strip_1.png', 'per_frame.png', 'curves.png'):
@@ -124,6 +126,7 @@ def test_every_config_and_switch_trains_and_evaluates(tmp_path, variant, overrid
   m = evaluate.evaluate(str(tmp_path))
   branches = {'future': ['future'], 'autoencoder': ['recon']}.get(variant, ['recon', 'future'])
   assert {k.split('_')[0] for k in m} == set(branches)
+  assert any('teacher_forced' in k for k in m) == c.model.conditional
   assert all(np.isfinite(v) for v in m.values())
   assert (tmp_path / 'eval' / 'step_4' / 'strip_0.png').exists()
 
