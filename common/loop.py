@@ -13,7 +13,6 @@ from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
-from absl import logging
 
 from common import checkpoint as ckpt_lib
 from common import config as config_lib

@@ -3,7 +3,6 @@
 Writes DIR/eval/step_<N>/metrics.json and PNGs (decoder traversal, z trajectories against
 the true positions, a true-vs-predicted rollout, training curves) and prints a short table.
 """
-import json
 import os
 
 import jax
@@ -114,14 +113,9 @@ def evaluate(workdir, step=None):
   os.makedirs(out, exist_ok=True)
   mu = evaluator.encode(state.params)
   figures = write_figures(out, config, model, state.params, evaluator, mu)
-  with open(os.path.join(out, 'metrics.json'), 'w') as f:
-    json.dump({'step': step, **metrics}, f, indent=2, sort_keys=True)
-  print(f'\nSPS evaluation of {workdir} at step {step} on {len(evaluator.data["frames"])} '
-        'held-out sequences')
-  print('| metric | value |\n|---|---|')
-  for k, v in metrics.items():
-    print(f'| {k} | {v:.4g} |')
-  print(f'figures: {", ".join(os.path.relpath(p, workdir) for p in figures.values())}')
+  metrics_lib.report(out, workdir, f'SPS evaluation of {workdir} at step {step} on '
+                     f'{len(evaluator.data["frames"])} held-out sequences', metrics, figures,
+                     {'step': step})
   return metrics
 
 

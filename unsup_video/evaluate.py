@@ -9,7 +9,6 @@ one) with conditional branches fed their own outputs, and writes DIR/eval/step_<
   per_frame.png    future cross-entropy and SSIM against how far ahead the frame is
   curves.png       training and test cross-entropy against steps
 """
-import json
 import os
 
 import numpy as np
@@ -104,16 +103,11 @@ def evaluate(workdir, step=None):
   out = os.path.join(workdir, 'eval', f'step_{step}')
   os.makedirs(out, exist_ok=True)
   figures = write_figures(out, config, evaluator, state.params, per_frame, workdir)
-  with open(os.path.join(out, 'metrics.json'), 'w') as f:
-    json.dump({'step': step, 'test_set': evaluator.source,
-               'num_sequences': len(evaluator.frames), **metrics}, f, indent=2, sort_keys=True)
-  print(f'\nunsup_video evaluation of {workdir} at step {step} on {len(evaluator.frames)} '
-        f'sequences of the {evaluator.source} (per frame; cross-entropy in nats, MSE summed '
-        'over pixels in (0, 1) units)')
-  print('| metric | value |\n|---|---|')
-  for k, v in metrics.items():
-    print(f'| {k} | {v:.6g} |')
-  print(f'figures: {", ".join(os.path.relpath(p, workdir) for p in figures.values())}')
+  metrics_lib.report(
+      out, workdir, f'unsup_video evaluation of {workdir} at step {step} on '
+      f'{len(evaluator.frames)} sequences of the {evaluator.source} (per frame; cross-entropy '
+      'in nats, MSE summed over pixels in (0, 1) units)', metrics, figures,
+      {'step': step, 'test_set': evaluator.source, 'num_sequences': len(evaluator.frames)})
   return metrics
 
 

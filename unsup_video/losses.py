@@ -11,7 +11,6 @@ Metrics are always computed in (0, 1) pixel units, whatever the training range:
     positions where the window fits (as skimage's structural_similarity with
     gaussian_weights=True, use_sample_covariance=False).
 """
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -3,7 +3,6 @@
 Writes DIR/eval/step_<N>/metrics.json (ELBO per sequence and per step, the importance-sampled
 log-likelihood) and PNGs: sampled sequences, reconstructions, KL per step, training curves.
 """
-import json
 import os
 
 import jax
@@ -126,15 +125,10 @@ def evaluate(workdir, step=None):
   os.makedirs(out, exist_ok=True)
   figures = write_figures(out, config, model, state.params, evaluator,
                           evaluator.step_terms(state.params))
-  with open(os.path.join(out, 'metrics.json'), 'w') as f:
-    json.dump({'step': step, 'is_samples': config.eval.is_samples, **metrics}, f, indent=2,
-              sort_keys=True)
-  print(f'\nVRNN evaluation of {workdir} at step {step} on {metrics["num_sequences"]} held-out '
-        f'sequences (nats; log-likelihood from {config.eval.is_samples} importance samples)')
-  print('| metric | value |\n|---|---|')
-  for k, v in metrics.items():
-    print(f'| {k} | {v:.6g} |')
-  print(f'figures: {", ".join(os.path.relpath(p, workdir) for p in figures.values())}')
+  metrics_lib.report(
+      out, workdir, f'VRNN evaluation of {workdir} at step {step} on {metrics["num_sequences"]} '
+      f'held-out sequences (nats; log-likelihood from {config.eval.is_samples} importance '
+      'samples)', metrics, figures, {'step': step, 'is_samples': config.eval.is_samples})
   return metrics
 
 
