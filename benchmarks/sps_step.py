@@ -40,25 +40,15 @@ The allocator in use is printed. Other load on the machine makes both numbers no
 the alternation keeps the ratio fair, not the absolute times.
 """
 import argparse
-import os
-import statistics
-import time
 from unittest import mock
 
 import jax
 import numpy as np
 
+from benchmarks import harness
 from common import conv
-from common import sharding
 from configs import sps as sps_configs
 from sps import train as sps_train
-
-
-def default_threads():
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count()
 
 
 def parse_args(argv=None):
@@ -71,7 +61,7 @@ def parse_args(argv=None):
   p.add_argument('--prior_width', type=int, default=256)
   p.add_argument('--enc_channels', default='64,128,256', help='comma-separated')
   p.add_argument('--dec_channels', default='256,128,64', help='comma-separated')
-  p.add_argument('--threads', type=int, default=default_threads(),
+  p.add_argument('--threads', type=int, default=harness.default_threads(),
                  help='torch.set_num_threads (default: the CPUs this process may run on)')
   p.add_argument('--torch_nchw', action='store_true',
                  help='run the torch twin in plain NCHW instead of channels-last')
@@ -117,14 +107,8 @@ def build_jax(config, frames):
                                 'positions': np.zeros(frames.shape[:2] + (2,), np.float32)}
   with mock.patch.object(sps_train, 'load_data', fake):
     task = sps_train.make_task(config)
-  mesh = sharding.make_mesh()
-  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  init_key, loop_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = jax.jit(task.init, out_shardings=repl)(init_key)
-  step_fn = jax.jit(task.train_step, donate_argnums=0,
-                    in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl))
-  batch_fn = lambda step: jax.device_put(task.train_batch(step), batch_sh)
-  return step_fn, state, batch_fn, loop_key
+  step_fn, state, put, loop_key = harness.jit_like_loop(task, config.seed)
+  return step_fn, state, lambda step: put(task.train_batch(step)), loop_key
 
 
 def build_torch(config, frames, channels_last=True, seed=0):
@@ -140,25 +124,6 @@ def build_torch(config, frames, channels_last=True, seed=0):
   return step, model
 
 
-def count_params(tree):
-  return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
-
-
-def allocator():
-  pre = os.environ.get('LD_PRELOAD', '')
-  return ('jemalloc (LD_PRELOAD)' if 'jemalloc' in pre else
-          f'LD_PRELOAD={pre}' if pre else 'glibc malloc (no LD_PRELOAD)')
-
-
-def _flops(compiled):
-  try:
-    ca = compiled.cost_analysis()
-    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
-    return float(ca['flops'])
-  except Exception:   # not every backend / version reports it
-    return None
-
-
 def main(argv=None):
   args = parse_args(argv)
   import torch
@@ -172,66 +137,21 @@ def main(argv=None):
   print(f'jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device), '
         f'conv_impl={args.conv_impl} -> {conv.resolve_impl(args.conv_impl)}; '
         f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-        f'{"NCHW" if args.torch_nchw else "channels-last"}; cores {default_threads()}; '
-        f'allocator: {allocator()}')
+        f'{"NCHW" if args.torch_nchw else "channels-last"}; cores {harness.default_threads()}; '
+        f'allocator: {harness.allocator()}')
 
   step_fn, state, batch_fn, key = build_jax(config, frames)
-  batch = batch_fn(0)
-  t0 = time.perf_counter()
-  lowered = step_fn.lower(state, batch, key)
-  t1 = time.perf_counter()
-  compiled = lowered.compile()
-  t2 = time.perf_counter()
-  flops = _flops(compiled)
-  state, m = step_fn(state, batch, key)   # hits the compilation cache
-  jax.block_until_ready((state, m))
-  t3 = time.perf_counter()
-  jax_step = [1]
-  print(f'JAX: trace+lower {t1 - t0:.1f} s, compile {t2 - t1:.1f} s, first call {t3 - t2:.2f} s; '
-        f'XLA flop estimate '
-        f'{"n/a" if flops is None else f"{flops / 1e9:.4g} GFLOP"}/step; '
-        f'{count_params(state.params)} parameters; first loss {float(m["loss"]):.4f}')
-
+  run_jax, flops, _ = harness.warm_up_jax(step_fn, state, batch_fn, key)
   torch_step, tmodel = build_torch(config, frames, not args.torch_nchw, args.seed)
   from benchmarks import torch_sps
-  from torch.utils.flop_counter import FlopCounterMode
-  t0 = time.perf_counter()
-  loss = torch_step(0)
-  with FlopCounterMode(display=False) as counter:   # counts matmuls and convolutions
-    loss = torch_step(1)
-  print(f'torch: warm-up 2 steps {time.perf_counter() - t0:.2f} s; flop count '
-        f'{counter.get_total_flops() / 1e9:.4g} GFLOP/step; '
+  run_torch, seconds, counted, (_, loss) = harness.warm_up_torch(torch_step)
+  print(f'torch: warm-up 2 steps {seconds:.2f} s; flop count '
+        f'{counted / 1e9:.4g} GFLOP/step; '
         f'{torch_sps.num_params(tmodel)} parameters; loss {float(loss):.4f}')
-  torch_i = [2]
 
-  def run_jax(n):
-    nonlocal state
-    t = time.perf_counter()
-    for _ in range(n):
-      state, metrics = step_fn(state, batch_fn(jax_step[0]), key)
-      jax_step[0] += 1
-    jax.block_until_ready((state, metrics))
-    return (time.perf_counter() - t) / n
-
-  def run_torch(n):
-    t = time.perf_counter()
-    for _ in range(n):
-      torch_step(torch_i[0])
-      torch_i[0] += 1
-    return (time.perf_counter() - t) / n
-
-  times = {'jax': [], 'torch': []}
-  for r in range(args.rounds):
-    times['jax'].append(run_jax(args.steps))
-    times['torch'].append(run_torch(args.steps))
-    print(f'round {r + 1}/{args.rounds}: jax {times["jax"][-1]:.3f} s/step, '
-          f'torch {times["torch"][-1]:.3f} s/step', flush=True)
-  med = {k: statistics.median(v) for k, v in times.items()}
-  print(f'{"":6} {"median s/step":>14} {"steps/s":>8}' +
-        (f' {"GFLOP/s (XLA est.)":>19}' if flops else ''))
-  for k in ('jax', 'torch'):
-    print(f'{k:6} {med[k]:14.3f} {1 / med[k]:8.3f}' +
-          (f' {flops / 1e9 / med[k]:19.1f}' if flops else ''))
+  med = harness.time_rounds({'jax': run_jax, 'torch': run_torch}, args.rounds, args.steps,
+                            digits=3)
+  harness.print_table(med, flops, 'GFLOP/s (XLA est.)', name_width=6, digits=3)
   ratio = med['torch'] / med['jax']   # (1 / jax s/step) / (1 / torch s/step)
   print(f'ratio={ratio:.3f}')
   return {'jax_s_per_step': med['jax'], 'torch_s_per_step': med['torch'], 'ratio': ratio,

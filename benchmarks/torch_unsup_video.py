@@ -40,10 +40,11 @@ Two forward passes compute the same loss:
 The conv kind (conv frame encoder, transposed-conv readout), MSE losses, the signed data
 range and bfloat16 are not twinned.
 """
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from benchmarks import harness
 
 MODES = ('composite', 'future', 'autoencoder')
 BRANCHES = {'composite': ('recon', 'future'), 'future': ('future',),
@@ -351,11 +352,5 @@ def named_pairs(model, params):
 
 
 def load_flax_params(model, params):
-  """Copies the JAX model's parameters (`VideoLSTM.init(...)`) into the twin.
-
-  flax Dense kernels are (in, out); torch Linear weights are (out, in).
-  """
-  with torch.no_grad():
-    for tp, a in named_pairs(model, params):
-      a = torch.from_numpy(np.array(a, np.float32))
-      tp.copy_(a.T if tp.dim() == 2 else a)
+  """Copies the JAX model's parameters (`VideoLSTM.init(...)`) into the twin."""
+  harness.copy_pairs(named_pairs(model, params))

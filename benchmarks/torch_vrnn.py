@@ -28,11 +28,11 @@ Two forward passes compute the same per-step terms:
 
 The GRU cell is not twinned (flax's GRUCell has its own parametrisation).
 """
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from benchmarks import harness
 from vrnn.distributions import LOG_2PI, MAX_RHO   # plain floats, the same constants as JAX
 
 
@@ -335,11 +335,5 @@ def named_pairs(model, params):
 
 
 def load_flax_params(model, params):
-  """Copies the JAX model's parameters (`model.init(...)` of `vrnn.models.VRNN`) into the twin.
-
-  flax Dense kernels are (in, out); torch Linear weights are (out, in).
-  """
-  with torch.no_grad():
-    for tp, a in named_pairs(model, params):
-      a = torch.from_numpy(np.array(a, np.float32))
-      tp.copy_(a.T if tp.dim() == 2 else a)
+  """Copies the JAX model's parameters (`model.init(...)` of `vrnn.models.VRNN`) into the twin."""
+  harness.copy_pairs(named_pairs(model, params))

@@ -47,26 +47,14 @@ of two cores busy elsewhere a torch step can take many times longer. Compare on 
 machine; the alternation keeps the ratio fair against slow drifts, not against that.
 """
 import argparse
-import os
-import statistics
-import time
 from unittest import mock
 
 import jax
 import numpy as np
 
-from common import sharding
+from benchmarks import harness
 from configs import vrnn as vrnn_configs
 from vrnn import train as vrnn_train
-
-TORCH_VERSIONS = ('hoisted', 'naive')
-
-
-def default_threads():
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:
-    return os.cpu_count()
 
 
 def parse_args(argv=None):
@@ -74,14 +62,7 @@ def parse_args(argv=None):
   p.add_argument('--variant', default='handwriting', choices=vrnn_configs.VARIANTS)
   p.add_argument('--batch', type=int, default=0, help='0: the variant\'s batch_size')
   p.add_argument('--max_len', type=int, default=0, help='0: the variant\'s data.max_len')
-  p.add_argument('--steps', type=int, default=5, help='steps of each framework per round')
-  p.add_argument('--rounds', type=int, default=3)
-  p.add_argument('--torch', default=','.join(TORCH_VERSIONS),
-                 help='comma-separated torch versions to time (hoisted, naive)')
-  p.add_argument('--torch_device', default='auto', help="'auto': cuda if available, else cpu")
-  p.add_argument('--threads', type=int, default=default_threads(),
-                 help='torch.set_num_threads (default: the CPUs this process may run on)')
-  p.add_argument('--seed', type=int, default=0)
+  harness.add_version_args(p)
   return p.parse_args(argv)
 
 
@@ -127,21 +108,8 @@ def build_jax(config, data):
           'std': np.ones(data['x'].shape[-1], np.float32)}
   with mock.patch.object(vrnn_train, 'load_data', lambda config, split: host):
     task = vrnn_train.make_task(config)
-  mesh = sharding.make_mesh()
-  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  init_key, loop_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  state = jax.jit(task.init, out_shardings=repl)(init_key)
-  step_fn = jax.jit(task.train_step, donate_argnums=0,
-                    in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl))
-  batch_fn = lambda step: jax.device_put(task.train_batch(step), batch_sh)
-  return step_fn, state, batch_fn, loop_key
-
-
-def torch_device(name='auto'):
-  import torch
-  if name == 'auto':
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
-  return name
+  step_fn, state, put, loop_key = harness.jit_like_loop(task, config.seed)
+  return step_fn, state, lambda step: put(task.train_batch(step)), loop_key
 
 
 def build_torch(config, data, params=None, naive=False, device='cpu', seed=0):
@@ -168,42 +136,9 @@ def build_torch(config, data, params=None, naive=False, device='cpu', seed=0):
   return step, model
 
 
-def count_params(tree):
-  return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
-
-
-def allocator():
-  pre = os.environ.get('LD_PRELOAD', '')
-  return ('jemalloc (LD_PRELOAD)' if 'jemalloc' in pre else
-          f'LD_PRELOAD={pre}' if pre else 'glibc malloc (no LD_PRELOAD)')
-
-
-def load_average():
-  """Other work on the machine slows both sides, torch's threads the most."""
-  try:
-    return '%.2f %.2f %.2f' % os.getloadavg()
-  except OSError:
-    return 'n/a'
-
-
-def _flops(compiled):
-  try:
-    ca = compiled.cost_analysis()
-    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
-    return float(ca['flops'])
-  except Exception:   # not every backend / version reports it
-    return None
-
-
 def main(argv=None):
   args = parse_args(argv)
-  import torch
-  from benchmarks import torch_vrnn
-  versions = [v for v in args.torch.split(',') if v]
-  if not versions or set(versions) - set(TORCH_VERSIONS):
-    raise SystemExit(f'--torch: a comma-separated subset of {", ".join(TORCH_VERSIONS)}')
-  device = torch_device(args.torch_device)
-  torch.set_num_threads(args.threads)
+  versions, device = harness.set_up_torch(args)
   config = make_config(args.variant, args.batch, args.max_len, args.seed)
   data = synthetic_data(config, seed=args.seed)
   m = config.model
@@ -213,78 +148,14 @@ def main(argv=None):
         f'{m.layers} x {m.hidden_dim}, z {m.z_dim}, prior {m.prior}, latent {m.latent}, '
         f'output {m.output}' + (f' (k={m.num_mixtures})' if m.output == 'gmm' else '') +
         (' + pen bit' if m.pen_bit else ''))
-  print(f'jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device); '
-        f'torch {torch.__version__} on {device}, {torch.get_num_threads()} threads; '
-        f'cores {default_threads()}; allocator: {allocator()}; load average {load_average()}')
+  harness.print_platform(device)
 
   step_fn, state, batch_fn, key = build_jax(config, data)
   init_params = jax.device_get(state.params)   # before donation: the torch twins start here
-  batch = batch_fn(0)
-  t0 = time.perf_counter()
-  lowered = step_fn.lower(state, batch, key)
-  t1 = time.perf_counter()
-  compiled = lowered.compile()
-  t2 = time.perf_counter()
-  xla_flops = _flops(compiled)
-  state, metrics = step_fn(state, batch, key)   # hits the compilation cache
-  jax.block_until_ready((state, metrics))
-  t3 = time.perf_counter()
-  jax_params = count_params(state.params)
-  print(f'JAX: trace+lower {t1 - t0:.1f} s, compile {t2 - t1:.1f} s, first call {t3 - t2:.2f} s; '
-        f'XLA flop estimate '
-        f'{"n/a" if xla_flops is None else f"{xla_flops / 1e9:.4g} GFLOP"}/step (the scan body '
-        f'counted once); '
-        f'{jax_params} parameters; first loss {float(metrics["loss"]):.4f}')
-  jax_step = [1]
-
-  from torch.utils.flop_counter import FlopCounterMode
-  torch_steps, flops = {}, None
-  for v in versions:
-    step, tmodel = build_torch(config, data, init_params, v == 'naive', device, args.seed)
-    t0 = time.perf_counter()
-    loss = step(0)
-    with FlopCounterMode(display=False) as counter:   # counts matmuls, forward and backward
-      step(1)
-    flops = flops or counter.get_total_flops()
-    n = torch_vrnn.num_params(tmodel)
-    print(f'torch {v}: warm-up 2 steps {time.perf_counter() - t0:.2f} s; flop count '
-          f'{counter.get_total_flops() / 1e9:.4g} GFLOP/step; {n} parameters'
-          f'{"" if n == jax_params else " (DIFFERENT FROM JAX)"}; first loss {float(loss):.4f}')
-    torch_steps[v] = step
-
-  def run_jax(n):
-    nonlocal state
-    t = time.perf_counter()
-    for _ in range(n):
-      state, metrics = step_fn(state, batch_fn(jax_step[0]), key)
-      jax_step[0] += 1
-    jax.block_until_ready((state, metrics))
-    return (time.perf_counter() - t) / n
-
-  def run_torch(step, n):
-    t = time.perf_counter()
-    for i in range(n):
-      step(i)
-    return (time.perf_counter() - t) / n
-
-  names = ['jax'] + [f'torch_{v}' for v in versions]
-  times = {k: [] for k in names}
-  for r in range(args.rounds):
-    times['jax'].append(run_jax(args.steps))
-    for v in versions:
-      times[f'torch_{v}'].append(run_torch(torch_steps[v], args.steps))
-    print(f'round {r + 1}/{args.rounds}: ' +
-          ', '.join(f'{k} {times[k][-1]:.4f} s/step' for k in names), flush=True)
-  med = {k: statistics.median(v) for k, v in times.items()}
-  print(f'{"":14} {"median s/step":>14} {"steps/s":>8} {"GFLOP/s (torch count)":>22}')
-  for k in names:
-    print(f'{k:14} {med[k]:14.4f} {1 / med[k]:8.3f} {flops / 1e9 / med[k]:22.1f}')
-  best = min((k for k in names if k != 'jax'), key=med.get)
-  ratio = med[best] / med['jax']   # (1 / jax s/step) / (1 / torch s/step)
-  print(f'against the faster torch version: {best}')
-  print(f'ratio={ratio:.3f}')
-  return {'jax_s_per_step': med['jax'], 'ratio': ratio, 'flops': flops,
-          **{f'{k}_s_per_step': med[k] for k in names if k != 'jax'}}
+  run_jax, _, jax_params = harness.warm_up_jax(step_fn, state, batch_fn, key,
+                                               ' (the scan body counted once)')
+  build = lambda v: build_torch(config, data, init_params, v == 'naive', device, args.seed)
+  return harness.against_versions(run_jax, jax_params, build, versions, args.rounds, args.steps)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,6 @@
 """The SPS step benchmark runs end to end, and its PyTorch twin is the same model as the JAX one."""
 import functools
 import math
-import re
 
 import jax
 import jax.numpy as jnp
@@ -10,10 +9,12 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
+from benchmarks import harness
 from benchmarks import sps_step
 from benchmarks import torch_sps
 from sps import train as sps_train
 from sps.models import SPS
+from tests import helpers
 
 TINY = dict(batch=2, frames=6, prior_width=8, enc_channels=(4, 8, 16), dec_channels=(16, 8, 4))
 
@@ -38,12 +39,7 @@ def _twin(config, params, channels_last=True):
 def test_main_prints_a_ratio(capsys):
   sps_step.main(['--batch', '2', '--frames', '6', '--steps', '1', '--rounds', '1',
                  '--prior_width', '8', '--enc_channels', '4,8,16', '--dec_channels', '16,8,4'])
-  out = capsys.readouterr().out
-  last = out.strip().splitlines()[-1]
-  m = re.fullmatch(r'ratio=(\d+\.\d{3})', last)
-  assert m, out
-  ratio = float(m.group(1))
-  assert math.isfinite(ratio) and ratio > 0
+  helpers.assert_ends_with_ratio(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize('sizes', [TINY, dict(batch=32, frames=20, prior_width=256)],
@@ -54,7 +50,7 @@ def test_parameter_counts_are_equal(sizes):
   example = jnp.zeros((1, config.data.num_frames) + sps_train.IMAGE_SHAPE, jnp.float32)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), example)
   twin = torch_sps.from_config(config)
-  assert torch_sps.num_params(twin) == sps_step.count_params(shapes)
+  assert torch_sps.num_params(twin) == harness.count_params(shapes)
   # and tensor by tensor: the same multiset of sizes
   jax_sizes = sorted(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
   assert sorted(p.numel() for p in twin.parameters()) == jax_sizes

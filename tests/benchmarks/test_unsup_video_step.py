@@ -9,9 +9,11 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
+from benchmarks import harness
 from benchmarks import torch_unsup_video as tuv
 from benchmarks import unsup_video_step
 from common import train_state
+from tests import helpers
 from unsup_video import train as uv_train
 
 TINY = dict(batch=4, hidden=16, canvas=32, num_frames=8, num_input=4)
@@ -72,11 +74,7 @@ def _as_torch_layout(a):
 def test_main_prints_a_ratio(capsys, frames):
   out = unsup_video_step.main(TINY_ARGS + ['--steps', '1', '--rounds', '1'])
   text = capsys.readouterr().out
-  last = text.strip().splitlines()[-1]
-  m = re.fullmatch(r'ratio=(\d+\.\d{3})', last)
-  assert m, text
-  ratio = float(m.group(1))
-  assert math.isfinite(ratio) and ratio > 0
+  helpers.assert_ends_with_ratio(text)
   assert {'jax_s_per_step', 'torch_hoisted_s_per_step', 'torch_naive_s_per_step'} <= set(out)
   assert 'DIFFERENT' not in text
   # the same weights and frames: JAX and both torch versions start from the same loss
@@ -90,7 +88,7 @@ def test_parameter_counts_are_equal(mode, conditional, layers):
   config = _config(mode, conditional, layers)
   _, shapes = _shapes(config)
   twin = tuv.from_config(config)
-  assert tuv.num_params(twin) == unsup_video_step.count_params(shapes)
+  assert tuv.num_params(twin) == harness.count_params(shapes)
   # and tensor by tensor: every parameter is ported, each to a tensor of its shape
   pairs = tuv.named_pairs(twin, shapes)
   assert len(pairs) == len(jax.tree.leaves(shapes)) == len(list(twin.parameters()))
@@ -102,7 +100,7 @@ def test_parameter_counts_are_equal(mode, conditional, layers):
 def test_parameter_count_at_the_paper_sizes():
   config = unsup_video_step.make_config()
   _, shapes = _shapes(config)
-  n = unsup_video_step.count_params(shapes)
+  n = harness.count_params(shapes)
   with torch.device('meta'):
     assert tuv.num_params(tuv.from_config(config)) == n
   # 3 LSTMs of 2048 on 4096 inputs (wx, wh, bias) and 2 readouts 2048 -> 4096

@@ -1,6 +1,5 @@
 """The VRNN step benchmark runs end to end, and its PyTorch twin is the JAX model, step for step."""
 import math
-import re
 
 import jax
 import jax.numpy as jnp
@@ -9,9 +8,11 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
+from benchmarks import harness
 from benchmarks import torch_vrnn
 from benchmarks import vrnn_step
 from configs import vrnn as vrnn_configs
+from tests import helpers
 from vrnn import losses
 from vrnn import train as vrnn_train
 
@@ -58,11 +59,7 @@ def test_main_prints_a_ratio(capsys):
   out = vrnn_step.main(['--variant', SMOKE['variant'], '--batch', str(SMOKE['batch']),
                         '--max_len', str(SMOKE['max_len']), '--steps', '1', '--rounds', '1'])
   text = capsys.readouterr().out
-  last = text.strip().splitlines()[-1]
-  m = re.fullmatch(r'ratio=(\d+\.\d{3})', last)
-  assert m, text
-  ratio = float(m.group(1))
-  assert math.isfinite(ratio) and ratio > 0
+  helpers.assert_ends_with_ratio(text)
   assert {'jax_s_per_step', 'torch_hoisted_s_per_step', 'torch_naive_s_per_step'} <= set(out)
   assert 'DIFFERENT' not in text
 
@@ -74,7 +71,7 @@ def test_parameter_counts_are_equal(variant):
   example = jnp.zeros((1, vrnn_train.x_dim(config)), jnp.float32)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), example)
   twin = torch_vrnn.from_config(config, vrnn_train.x_dim(config))
-  assert torch_vrnn.num_params(twin) == vrnn_step.count_params(shapes)
+  assert torch_vrnn.num_params(twin) == harness.count_params(shapes)
   # and tensor by tensor: every parameter is ported, each to a tensor of its shape
   pairs = torch_vrnn.named_pairs(twin, shapes)
   assert len(pairs) == len(jax.tree.leaves(shapes)) == len(list(twin.parameters()))

@@ -1,10 +1,7 @@
 """SPS from the command line: train, checkpoint, evaluate, resume after kill -9 / SIGTERM, fail fast."""
+import functools
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,34 +14,14 @@ from common import checkpoint
 from common import metrics
 from configs import sps as sps_configs
 from sps import train
+from tests import helpers
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, 'PYTHONPATH': str(REPO)}
-
-
-def cli(module, *args):
-  return [sys.executable, '-m', module, *args]
-
-
-def train_cmd(workdir, *overrides):
-  return cli('sps.main', '--config=configs/sps.py:smoke', f'--workdir={workdir}',
-             '--config.progress_bar=False', *overrides)
-
-
-def run(cmd, timeout=400):
-  return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
-
-
-def records(workdir):
-  return [{k: v for k, v in r.items() if k != 'steps_per_sec'} for r in metrics.read(workdir)]
+train_cmd = functools.partial(helpers.train_cmd, 'sps')
 
 
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('sps_smoke')
-  proc = run(train_cmd(workdir))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return workdir, proc
+  return helpers.train_smoke('sps', tmp_path_factory.mktemp('sps_smoke'))
 
 
 def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
@@ -66,10 +43,10 @@ def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
 
 def test_evaluate_cli_at_an_earlier_step(smoke_run):
   workdir, _ = smoke_run
-  proc = run(cli('sps.evaluate', f'--workdir={workdir}', '--step=15'))
+  proc = helpers.run(helpers.cli('sps.evaluate', f'--workdir={workdir}', '--step=15'))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.load(open(workdir / 'eval' / 'step_15' / 'metrics.json'))['step'] == 15
-  proc = run(cli('sps.evaluate', f'--workdir={workdir}', '--step=7'))
+  proc = helpers.run(helpers.cli('sps.evaluate', f'--workdir={workdir}', '--step=7'))
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
       f'error: no checkpoint for step 7 in {workdir}; saved steps are [15, 30]')
@@ -88,17 +65,15 @@ def test_kill9_and_sigterm_resume_exactly(tmp_path):
   args = ('--config.num_steps=150', '--config.checkpoint.every=15', '--config.eval_every=30',
           '--config.log_every=5', '--config.checkpoint.max_to_keep=20', '--config.eval_at_end=False')
   ref, work = tmp_path / 'ref', tmp_path / 'work'
-  assert run(train_cmd(ref, *args)).returncode == 0
+  assert helpers.run(train_cmd(ref, *args)).returncode == 0
 
-  proc = subprocess.Popen(train_cmd(work, *args), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = helpers.start(train_cmd(work, *args))
   _wait_for_checkpoint(proc, work, 30)
   proc.kill()                                   # kill -9: no chance to clean up
   proc.wait()
   assert max(checkpoint.Checkpointer(str(work)).steps()) < 150
 
-  proc = subprocess.Popen(train_cmd(work, *args), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = helpers.start(train_cmd(work, *args))
   _wait_for_checkpoint(proc, work, 60)
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
@@ -107,15 +82,15 @@ def test_kill9_and_sigterm_resume_exactly(tmp_path):
   stopped = int(out.split('checkpoint saved at step ')[1].split(';')[0])
   assert 60 <= stopped < 150 and max(checkpoint.Checkpointer(str(work)).steps()) == stopped
 
-  proc = run(train_cmd(work, *args))
+  proc = helpers.run(train_cmd(work, *args))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'resuming {work} from step {stopped}' in proc.stdout
   # Every record equals the uninterrupted run's, except the train record that averages the
   # window the SIGTERM cut short (its steps before the stop were never logged).
   cut = (stopped // 5 + 1) * 5
   drop = lambda rs: [r for r in rs if not (r['split'] == 'train' and r['step'] == cut)]
-  assert drop(records(work)) == drop(records(ref))
-  assert [r['step'] for r in records(work)] == [r['step'] for r in records(ref)]
+  assert drop(helpers.records(work)) == drop(helpers.records(ref))
+  assert [r['step'] for r in helpers.records(work)] == [r['step'] for r in helpers.records(ref)]
   restore = lambda w: checkpoint.Checkpointer(str(w)).restore(
       checkpoint.abstract(jax.eval_shape(train.make_init(sps_configs.get_config('smoke'))[2],
                                          jax.random.PRNGKey(0))), 150)[0]
@@ -134,7 +109,7 @@ def test_kill9_and_sigterm_resume_exactly(tmp_path):
 ])
 def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
   override = override.replace('batch_size=6', 'batch_size=6 --config.symmetry.k=4').split()
-  proc = run(train_cmd(tmp_path / 'w', *override), timeout=60)
+  proc = helpers.run(train_cmd(tmp_path / 'w', *override), timeout=60)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == message
   assert not (tmp_path / 'w').exists()
@@ -152,30 +127,4 @@ def test_train_step_compiles_once():
 
 
 def test_sharded_step_on_8_devices_matches_one_device():
-  script = textwrap.dedent('''
-      import jax, numpy as np
-      from common import loop, sharding
-      from configs import sps as C
-      from sps import train
-      assert jax.device_count() == 8
-      c = C.get_config('smoke')
-      c.batch_size = 8
-      c.num_steps = 3
-      c.progress_bar = False
-      c.eval_at_end = False
-      c.eval_every = 100
-      out = []
-      for n, d in ((8, '/tmp/a'), (1, '/tmp/b')):
-        state, _ = loop.train(c, WORK + str(n), train.make_task(c),
-                              mesh=sharding.make_mesh(jax.devices()[:n]))
-        out.append(jax.device_get(state.params))
-      diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), *out))
-      print('MAXDIFF', max(diffs))
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *out)
-      print('SHARDED_OK')
-  ''')
-  env = {**ENV, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
-  work = str(Path(os.environ.get('TMPDIR', '/tmp')) / f'sps_shard_{os.getpid()}_')
-  proc = subprocess.run([sys.executable, '-c', f'WORK = {work!r}\n' + script], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=400)
-  assert 'SHARDED_OK' in proc.stdout, proc.stderr[-3000:]
+  helpers.assert_sharded_step_matches_one_device('sps', batch_size=8)

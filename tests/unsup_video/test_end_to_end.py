@@ -1,11 +1,7 @@
 """unsup_video from the command line and in process: train, evaluate, resume exactly, every
 config and switch, the standard test set file, fail fast, one trace, 8 devices."""
+import functools
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import chex
 import jax
@@ -17,33 +13,17 @@ from common import config as cfg
 from common import loop
 from common import metrics
 from configs import unsup_video as configs
+from tests import helpers
 from unsup_video import evaluate
 from unsup_video import train
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, 'PYTHONPATH': str(REPO)}
+train_cmd = functools.partial(helpers.train_cmd, 'unsup_video')
 METRICS = {f'{b}_{m}' for b in ('recon', 'future') for m in ('cross_entropy', 'mse', 'ssim')}
-
-
-def cli(module, *args):
-  return [sys.executable, '-m', module, *args]
-
-
-def train_cmd(workdir, *overrides):
-  return cli('unsup_video.main', '--config=configs/unsup_video.py:smoke', f'--workdir={workdir}',
-             '--config.progress_bar=False', *overrides)
-
-
-def run(cmd, timeout=400):
-  return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('uv_smoke')
-  proc = run(train_cmd(workdir))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return workdir, proc
+  return helpers.train_smoke('unsup_video', tmp_path_factory.mktemp('uv_smoke'))
 
 
 def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
@@ -66,7 +46,7 @@ def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
 
 def test_evaluate_cli_at_an_earlier_step(smoke_run):
   workdir, _ = smoke_run
-  proc = run(cli('unsup_video.evaluate', f'--workdir={workdir}', '--step=10'))
+  proc = helpers.run(helpers.cli('unsup_video.evaluate', f'--workdir={workdir}', '--step=10'))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.load(open(workdir / 'eval' / 'step_10' / 'metrics.json'))['step'] == 10
 
@@ -98,9 +78,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
   _train(c, tmp_path / 'work')
   c.num_steps = 4
   _train(c, tmp_path / 'work')
-  rec = lambda w: [{k: v for k, v in r.items() if k != 'steps_per_sec'}
-                   for r in metrics.read(str(w))]
-  assert rec(tmp_path / 'work') == rec(tmp_path / 'ref')
+  assert helpers.records(tmp_path / 'work') == helpers.records(tmp_path / 'ref')
   init = train.make_init(c)[2]
   restore = lambda w: checkpoint.Checkpointer(str(w)).restore(
       checkpoint.abstract(jax.eval_shape(init, jax.random.PRNGKey(0))), 4)[0]
@@ -160,7 +138,7 @@ def test_standard_test_set_from_npy(tmp_path):
      "'adam', 'rmsprop', 'momentum'"),
 ])
 def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
-  proc = run(train_cmd(tmp_path / 'w', override), timeout=60)
+  proc = helpers.run(train_cmd(tmp_path / 'w', override), timeout=60)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith(message)
   assert not (tmp_path / 'w').exists()
@@ -201,24 +179,4 @@ def test_train_step_compiles_once_and_batches_are_fresh():
 
 
 def test_sharded_step_on_8_devices_matches_one_device():
-  script = textwrap.dedent('''
-      import jax, numpy as np
-      from common import loop, sharding
-      from configs import unsup_video as C
-      from unsup_video import train
-      assert jax.device_count() == 8
-      c = C.get_config('smoke')
-      c.num_steps, c.progress_bar, c.eval_at_end, c.eval_every = 3, False, False, 100
-      out = []
-      for n in (8, 1):
-        state, _ = loop.train(c, WORK + str(n), train.make_task(c),
-                              mesh=sharding.make_mesh(jax.devices()[:n]))
-        out.append(jax.device_get(state.params))
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *out)
-      print('SHARDED_OK')
-  ''')
-  env = {**ENV, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
-  work = str(Path(os.environ.get('TMPDIR', '/tmp')) / f'uv_shard_{os.getpid()}_')
-  proc = subprocess.run([sys.executable, '-c', f'WORK = {work!r}\n' + script], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=400)
-  assert 'SHARDED_OK' in proc.stdout, proc.stderr[-3000:]
+  helpers.assert_sharded_step_matches_one_device('unsup_video')

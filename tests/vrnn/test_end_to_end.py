@@ -1,12 +1,8 @@
 """VRNN from the command line: train, evaluate, resume exactly after SIGTERM, fail fast; one trace; 8 devices."""
+import functools
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
-from pathlib import Path
 
 import chex
 import jax
@@ -16,35 +12,15 @@ import pytest
 from common import checkpoint
 from common import metrics
 from configs import vrnn as vrnn_configs
+from tests import helpers
 from vrnn import train
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, 'PYTHONPATH': str(REPO)}
-
-
-def cli(module, *args):
-  return [sys.executable, '-m', module, *args]
-
-
-def train_cmd(workdir, *overrides):
-  return cli('vrnn.main', '--config=configs/vrnn.py:smoke', f'--workdir={workdir}',
-             '--config.progress_bar=False', *overrides)
-
-
-def run(cmd, timeout=400):
-  return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
-
-
-def records(workdir):
-  return [{k: v for k, v in r.items() if k != 'steps_per_sec'} for r in metrics.read(workdir)]
+train_cmd = functools.partial(helpers.train_cmd, 'vrnn')
 
 
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('vrnn_smoke')
-  proc = run(train_cmd(workdir))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return workdir, proc
+  return helpers.train_smoke('vrnn', tmp_path_factory.mktemp('vrnn_smoke'))
 
 
 def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
@@ -66,7 +42,7 @@ def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
 
 def test_evaluate_cli_at_an_earlier_step(smoke_run):
   workdir, _ = smoke_run
-  proc = run(cli('vrnn.evaluate', f'--workdir={workdir}', '--step=15'))
+  proc = helpers.run(helpers.cli('vrnn.evaluate', f'--workdir={workdir}', '--step=15'))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.load(open(workdir / 'eval' / 'step_15' / 'metrics.json'))['step'] == 15
 
@@ -75,9 +51,8 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
   args = ('--config.num_steps=60', '--config.checkpoint.every=10', '--config.eval_every=20',
           '--config.log_every=5', '--config.checkpoint.max_to_keep=10', '--config.eval_at_end=False')
   ref, work = tmp_path / 'ref', tmp_path / 'work'
-  assert run(train_cmd(ref, *args)).returncode == 0
-  proc = subprocess.Popen(train_cmd(work, *args), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  assert helpers.run(train_cmd(ref, *args)).returncode == 0
+  proc = helpers.start(train_cmd(work, *args))
   t0 = time.time()
   while not (work / 'checkpoints' / '10').exists():
     assert proc.poll() is None and time.time() - t0 < 300, proc.communicate()
@@ -88,12 +63,12 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     pytest.skip('the run finished before the signal arrived')   # a very fast machine
   assert proc.returncode == 143, err[-2000:]
   stopped = int(out.split('checkpoint saved at step ')[1].split(';')[0])
-  proc = run(train_cmd(work, *args))
+  proc = helpers.run(train_cmd(work, *args))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'resuming {work} from step {stopped}' in proc.stdout
   cut = (stopped // 5 + 1) * 5   # the train record whose window the signal cut short
   drop = lambda rs: [r for r in rs if not (r['split'] == 'train' and r['step'] == cut)]
-  assert drop(records(work)) == drop(records(ref))
+  assert drop(helpers.records(work)) == drop(helpers.records(ref))
   init = train.make_init(vrnn_configs.get_config('smoke'))[2]
   restore = lambda w: checkpoint.Checkpointer(str(w)).restore(
       checkpoint.abstract(jax.eval_shape(init, jax.random.PRNGKey(0))), 60)[0]
@@ -110,15 +85,15 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(tmp_path):
     ('--config.model.min_scale=0', 'error: config.model.min_scale=0.0 is invalid: must be > 0'),
 ])
 def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
-  proc = run(train_cmd(tmp_path / 'w', override), timeout=60)
+  proc = helpers.run(train_cmd(tmp_path / 'w', override), timeout=60)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == message
   assert not (tmp_path / 'w').exists()
 
 
 def test_missing_iam_folder_is_a_one_line_error(tmp_path):
-  proc = run(train_cmd(tmp_path / 'w', '--config.data.source=iam',
-                       f'--config.data.path={tmp_path / "nowhere"}'), timeout=60)
+  proc = helpers.run(train_cmd(tmp_path / 'w', '--config.data.source=iam',
+                               f'--config.data.path={tmp_path / "nowhere"}'), timeout=60)
   assert proc.returncode == 2
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and 'nowhere' in last
@@ -135,27 +110,7 @@ def test_train_step_compiles_once():
 
 
 def test_sharded_step_on_8_devices_matches_one_device():
-  script = textwrap.dedent('''
-      import jax, numpy as np
-      from common import loop, sharding
-      from configs import vrnn as C
-      from vrnn import train
-      assert jax.device_count() == 8
-      c = C.get_config('smoke')
-      c.num_steps, c.progress_bar, c.eval_at_end, c.eval_every = 3, False, False, 100
-      out = []
-      for n in (8, 1):
-        state, _ = loop.train(c, WORK + str(n), train.make_task(c),
-                              mesh=sharding.make_mesh(jax.devices()[:n]))
-        out.append(jax.device_get(state.params))
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *out)
-      print('SHARDED_OK')
-  ''')
-  env = {**ENV, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
-  work = str(Path(os.environ.get('TMPDIR', '/tmp')) / f'vrnn_shard_{os.getpid()}_')
-  proc = subprocess.run([sys.executable, '-c', f'WORK = {work!r}\n' + script], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=400)
-  assert 'SHARDED_OK' in proc.stdout, proc.stderr[-3000:]
+  helpers.assert_sharded_step_matches_one_device('vrnn')
 
 
 def _write_iam_folder(root, num_lines):

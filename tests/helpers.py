@@ -1,0 +1,85 @@
+"""What the test files share: running a project's command line in a subprocess, its sharded
+step on 8 fake devices, and the last line of a step benchmark.
+
+Import it as `from tests import helpers` (pytest puts the repository root on the path).
+"""
+import math
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from common import metrics
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, 'PYTHONPATH': str(REPO)}
+
+
+def cli(module, *args):
+  return [sys.executable, '-m', module, *args]
+
+
+def train_cmd(project, workdir, *overrides):
+  """`python -m <project>.main` on the project's smoke config."""
+  return cli(f'{project}.main', f'--config=configs/{project}.py:smoke', f'--workdir={workdir}',
+             '--config.progress_bar=False', *overrides)
+
+
+def run(cmd, timeout=400):
+  return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def train_smoke(project, workdir):
+  """Trains the smoke config from the command line. Returns (workdir, the finished process)."""
+  proc = run(train_cmd(project, workdir))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc
+
+
+def start(cmd):
+  """`cmd` running in the background, for tests that signal it."""
+  return subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def records(workdir):
+  """The run's metric records without their timings, which differ between runs."""
+  return [{k: v for k, v in r.items() if k != 'steps_per_sec'} for r in metrics.read(workdir)]
+
+
+def assert_sharded_step_matches_one_device(project, **overrides):
+  """Trains `project`'s smoke config (with `overrides`) for 3 steps on 8 fake CPU devices and
+  on 1, in a subprocess since the device count is fixed when jax starts: the parameters agree."""
+  script = textwrap.dedent(f'''
+      import jax, numpy as np
+      from common import loop, sharding
+      from configs import {project} as C
+      from {project} import train
+      assert jax.device_count() == 8
+      c = C.get_config('smoke')
+      c.update({overrides!r})
+      c.num_steps, c.progress_bar, c.eval_at_end, c.eval_every = 3, False, False, 100
+      out = []
+      for n in (8, 1):
+        state, _ = loop.train(c, WORK + str(n), train.make_task(c),
+                              mesh=sharding.make_mesh(jax.devices()[:n]))
+        out.append(jax.device_get(state.params))
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *out)
+      print('SHARDED_OK')
+  ''')
+  env = {**ENV, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
+  work = str(Path(os.environ.get('TMPDIR', '/tmp')) / f'{project}_shard_{os.getpid()}_')
+  proc = subprocess.run([sys.executable, '-c', f'WORK = {work!r}\n' + script], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=400)
+  assert 'SHARDED_OK' in proc.stdout, proc.stderr[-3000:]
+
+
+def assert_ends_with_ratio(text):
+  """A step benchmark's output ends with the line ratio=<positive number, 3 decimals>."""
+  last = text.strip().splitlines()[-1]
+  m = re.fullmatch(r'ratio=(\d+\.\d{3})', last)
+  assert m, text
+  ratio = float(m.group(1))
+  assert math.isfinite(ratio) and ratio > 0, last
