@@ -69,6 +69,7 @@ def write_figures(out, config, evaluator, params, per_frame, workdir):
     axes[1].set_ylabel('SSIM')
     for ax in axes:
       ax.set_xlabel('frames ahead')
+      ax.set_xticks(ahead)
     fig.suptitle(f'future prediction on {len(fut["ssim"])} test sequences', fontsize=10)
     paths['per_frame'] = plotting.save(fig, os.path.join(out, 'per_frame.png'))
 
