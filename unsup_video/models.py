@@ -12,10 +12,10 @@ the paper) or a conv encoder's output ('conv'). A readout turns the top LSTM's h
 frame of logits: a Dense layer ('flat') or a Dense + transposed-conv decoder ('conv').
 
 Speed: an LSTM layer's input projection does not depend on its recurrence, so with teacher
-forcing every layer runs as one big matmul over all frames (`project`) followed by a scan
-that only multiplies h (`recur`), layer after layer; the readout runs once on all frames.
-Only a conditional model at test time, which feeds back its own output, runs everything
-inside the scan (`free_run`).
+forcing every layer runs as one big matmul over all frames (`project`) followed by a time
+loop that only multiplies h (`recurrence`, whose backward pass is written by hand), layer
+after layer; the readout runs once on all frames. Only a conditional model at test time,
+which feeds back its own output, runs everything inside the loop (`free_run`).
 """
 import functools
 from typing import Optional, Sequence
@@ -76,12 +76,10 @@ class LSTMLayer(nn.Module):
   def recur(self, carry, gx=None):
     """One step from (c, h) and the projected input gx (None: unconditioned)."""
     c, h = carry
-    gates = self.wh(h)
+    z = self.wh(h)
     if gx is not None:
-      gates = gates + gx
-    i, f, g, o = jnp.split(gates.astype(jnp.float32), 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+      z = z + gx
+    c, h, _ = _gates(z, c)
     return (c, h), h
 
   def __call__(self, carry, x=None):
