@@ -3,7 +3,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from configs import unsup_video as configs
 from unsup_video import losses
@@ -202,28 +201,6 @@ def test_cross_entropy_of_non_sigmoid_outputs_is_clipped():
   hand = -(y * np.log(p) + (1 - y) * np.log1p(-p)).sum()
   got = float(losses.cross_entropy(logits, target, 'linear', 'unit')[0, 0])
   assert got == pytest.approx(hand, rel=1e-5)
-
-
-def _ssim_reference(a, b):
-  """SSIM as skimage computes it (gaussian_weights, sigma 1.5, truncate 3.5), with scipy."""
-  filt = lambda x: ndimage.gaussian_filter(x, 1.5, truncate=3.5, mode='reflect')
-  c1, c2 = 0.01**2, 0.03**2
-  mu_a, mu_b = filt(a), filt(b)
-  va, vb = filt(a * a) - mu_a**2, filt(b * b) - mu_b**2
-  cov = filt(a * b) - mu_a * mu_b
-  s = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
-  return s[5:-5, 5:-5].mean()   # skimage crops (win_size - 1) // 2 from each side
-
-
-def test_ssim_against_a_scipy_reference():
-  rng = np.random.default_rng(0)
-  a = rng.uniform(size=(24, 20))
-  b = np.clip(a + 0.2 * rng.normal(size=a.shape), 0, 1)
-  assert float(losses.ssim(jnp.asarray(a), jnp.asarray(b))) == pytest.approx(
-      _ssim_reference(a, b), abs=1e-5)
-  assert float(losses.ssim(jnp.asarray(a), jnp.asarray(a))) == pytest.approx(1.0, abs=1e-6)
-  with pytest.raises(ValueError, match='smaller than the SSIM window'):
-    losses.ssim(jnp.zeros((8, 8)), jnp.zeros((8, 8)))
 
 
 def test_train_loss_sums_weighted_branches():
