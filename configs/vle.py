@@ -63,15 +63,16 @@ def get_config(variant='vanilla'):
       train_max=6,         # static length of the token scan in training
       mean_start=2.0,      # mean sampled token count at step 0 ...
       mean_end=5.0,        # ... growing linearly to this
-      ramp_fraction=0.5,   # ... over this fraction of num_steps
+      ramp_steps=10000,    # ... over this many steps (steps, not a fraction of num_steps, so
+                           # that extending a run with a larger num_steps resumes it exactly)
   ))
   c.loss = ml_collections.ConfigDict(dict(
       final_weight=0.5,    # e: e * final MSE + (1 - e) * mean MSE after each token; e <= 0.5
       mask_sharpness=5.0,  # exp(-sharpness * MSE) in the mask losses
-      mask_binary=0.1,
-      mask_empty=0.1,
-      mask_previous=0.1,
-      mask_accumulated=0.1,
+      mask_binary=0.01,    # weights of the mask losses (vle/losses.py)
+      mask_empty=0.01,
+      mask_previous=0.01,
+      mask_accumulated=0.01,
   ))
   c.optim = ml_collections.ConfigDict(dict(lr=1e-3, grad_clip=0.1, weight_decay=0.0))
   c.baseline = ml_collections.ConfigDict(dict(
@@ -101,6 +102,6 @@ def get_config(variant='vanilla'):
     c.data.size = 32
     c.model.update(dict(kind='saliency', channels=(8, 16, 16), memory=8,
                         decoder_channels=(16, 16, 8), saliency_features=8))
-    c.tokens.update(dict(train_max=3, mean_start=1.5, mean_end=2.5))
+    c.tokens.update(dict(train_max=3, mean_start=1.5, mean_end=2.5, ramp_steps=10))
     c.eval.update(dict(num_test=16, batch_size=8, tokens=4, ari_tokens=3, examples=2))
   return c

@@ -43,10 +43,10 @@ def validate(config, num_devices=None):
     cfg.check_positive(config, f)
   for f in ('model.memory', 'optim.grad_clip', 'optim.weight_decay', 'loss.mask_sharpness',
             'loss.mask_binary', 'loss.mask_empty', 'loss.mask_previous', 'loss.mask_accumulated',
-            'baseline.scale', 'baseline.kl_weight', 'data.num_images', 'eval.examples'):
+            'baseline.scale', 'baseline.kl_weight', 'tokens.ramp_steps', 'data.num_images',
+            'eval.examples'):
     cfg.check_positive(config, f, allow_zero=True)
   cfg.check_range(config, 'loss.final_weight', 0.0, 0.5)
-  cfg.check_range(config, 'tokens.ramp_fraction', 0.0, 1.0)
   cfg.check(d.min_objects <= d.max_objects, 'data.min_objects', d.min_objects,
             f'must be <= data.max_objects ({d.max_objects})')
   cfg.check(len(d.shapes) > 0 and all(s in D.SHAPES for s in d.shapes), 'data.shapes',
@@ -173,8 +173,7 @@ def make_init(config):
 def mean_tokens(config, step):
   """The mean sampled token count at `step`: linear from mean_start to mean_end over the ramp."""
   t = config.tokens
-  ramp = max(1.0, t.ramp_fraction * config.num_steps)
-  frac = jnp.clip(step / ramp, 0.0, 1.0)
+  frac = jnp.clip(step / max(1, t.ramp_steps), 0.0, 1.0)
   return t.mean_start + frac * (t.mean_end - t.mean_start)
 
 
