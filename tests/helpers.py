@@ -11,6 +11,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jax
+import numpy as np
+
+from common import checkpoint
+from common import config as cfg
+from common import loop
 from common import metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +53,47 @@ def start(cmd):
 def records(workdir):
   """The run's metric records without their timings, which differ between runs."""
   return [{k: v for k, v in r.items() if k != 'steps_per_sec'} for r in metrics.read(workdir)]
+
+
+def set_fields(config, overrides):
+  """Sets dotted config fields in place, e.g. {'model.kind': 'conv'}; returns the config."""
+  for field, value in overrides.items():
+    parent, _, leaf = field.rpartition('.')
+    (cfg.get(config, parent) if parent else config)[leaf] = value
+  return config
+
+
+def train_in_process(train_module, config, workdir):
+  """Validates and trains `config` with a project's train module; it must finish."""
+  train_module.validate(config)
+  _, status = loop.train(config, str(workdir), train_module.make_task(config))
+  assert status == 'done'
+
+
+def assert_resume_matches_uninterrupted(train_module, config, tmp_path):
+  """Trains `config` to its num_steps in one go, and in two runs stopped half-way: the metric
+  records and the final parameters and optimizer state are identical."""
+  steps = config.num_steps
+  train_in_process(train_module, config, tmp_path / 'ref')
+  config.num_steps = steps // 2
+  train_in_process(train_module, config, tmp_path / 'work')
+  config.num_steps = steps
+  train_in_process(train_module, config, tmp_path / 'work')
+  assert records(tmp_path / 'work') == records(tmp_path / 'ref')
+  init = train_module.make_init(config)[2]
+  restore = lambda w: checkpoint.Checkpointer(str(w)).restore(
+      checkpoint.abstract(jax.eval_shape(init, jax.random.PRNGKey(0))), steps)[0]
+  jax.tree.map(np.testing.assert_array_equal, restore(tmp_path / 'work'),
+               restore(tmp_path / 'ref'))
+
+
+def assert_cli_fails_in_one_line(project, workdir, override, message):
+  """The smoke training command with a bad override exits 2 with a one-line error starting
+  with `message`, and creates nothing."""
+  proc = run(train_cmd(project, workdir, override), timeout=60)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(message)
+  assert not os.path.exists(workdir)
 
 
 def assert_sharded_step_matches_one_device(project, **overrides):

@@ -10,7 +10,6 @@ import pytest
 
 from common import checkpoint
 from common import config as cfg
-from common import loop
 from common import metrics
 from configs import unsup_video as configs
 from tests import helpers
@@ -64,26 +63,14 @@ def _small(variant='smoke', **model):
 
 
 def _train(config, workdir):
-  train.validate(config)
-  _, status = loop.train(config, str(workdir), train.make_task(config))
-  assert status == 'done'
+  helpers.train_in_process(train, config, workdir)
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
   """Fresh sequences come from (seed, step) alone, so stopping and resuming changes nothing."""
   c = _small()
   c.eval_every = 2   # an eval record at step 2 must survive the resume too
-  _train(c, tmp_path / 'ref')
-  c.num_steps = 2
-  _train(c, tmp_path / 'work')
-  c.num_steps = 4
-  _train(c, tmp_path / 'work')
-  assert helpers.records(tmp_path / 'work') == helpers.records(tmp_path / 'ref')
-  init = train.make_init(c)[2]
-  restore = lambda w: checkpoint.Checkpointer(str(w)).restore(
-      checkpoint.abstract(jax.eval_shape(init, jax.random.PRNGKey(0))), 4)[0]
-  jax.tree.map(np.testing.assert_array_equal, restore(tmp_path / 'work'),
-               restore(tmp_path / 'ref'))
+  helpers.assert_resume_matches_uninterrupted(train, c, tmp_path)
 
 
 @pytest.mark.parametrize('variant,overrides', [
@@ -97,9 +84,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
 ])
 def test_every_config_and_switch_trains_and_evaluates(tmp_path, variant, overrides):
   c = _small(variant)
-  for field, value in overrides.items():
-    parent, _, leaf = field.rpartition('.')
-    (cfg.get(c, parent) if parent else c)[leaf] = value
+  helpers.set_fields(c, overrides)
   _train(c, tmp_path)
   m = evaluate.evaluate(str(tmp_path))
   branches = {'future': ['future'], 'autoencoder': ['recon']}.get(variant, ['recon', 'future'])
@@ -138,10 +123,7 @@ def test_standard_test_set_from_npy(tmp_path):
      "'adam', 'rmsprop', 'momentum'"),
 ])
 def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
-  proc = helpers.run(train_cmd(tmp_path / 'w', override), timeout=60)
-  assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1].startswith(message)
-  assert not (tmp_path / 'w').exists()
+  helpers.assert_cli_fails_in_one_line('unsup_video', tmp_path / 'w', override, message)
 
 
 @pytest.mark.parametrize('overrides,message', [
@@ -154,9 +136,7 @@ def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
 ])
 def test_validate_names_the_field(overrides, message):
   c = configs.get_config('smoke')
-  for field, value in overrides.items():
-    parent, _, leaf = field.rpartition('.')
-    (cfg.get(c, parent) if parent else c)[leaf] = value
+  helpers.set_fields(c, overrides)
   with pytest.raises(cfg.ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
     train.validate(c, num_devices=4)
 

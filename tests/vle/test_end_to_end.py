@@ -12,7 +12,6 @@ from PIL import Image
 
 from common import checkpoint
 from common import config as cfg
-from common import loop
 from common import metrics
 from configs import vle as configs
 from tests import helpers
@@ -73,26 +72,14 @@ def _small(variant='smoke', **model):
 
 
 def _train(config, workdir):
-  train.validate(config)
-  _, status = loop.train(config, str(workdir), train.make_task(config))
-  assert status == 'done'
+  helpers.train_in_process(train, config, workdir)
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
   """Scenes and token counts come from (seed, step) alone: stopping and resuming changes nothing."""
   c = _small()
   c.eval_every = 2   # an eval record at step 2 must survive the resume too
-  _train(c, tmp_path / 'ref')
-  c.num_steps = 2
-  _train(c, tmp_path / 'work')
-  c.num_steps = 4
-  _train(c, tmp_path / 'work')
-  assert helpers.records(tmp_path / 'work') == helpers.records(tmp_path / 'ref')
-  init = train.make_init(c)[2]
-  restore = lambda w: checkpoint.Checkpointer(str(w)).restore(
-      checkpoint.abstract(jax.eval_shape(init, jax.random.PRNGKey(0))), 4)[0]
-  jax.tree.map(np.testing.assert_array_equal, restore(tmp_path / 'work'),
-               restore(tmp_path / 'ref'))
+  helpers.assert_resume_matches_uninterrupted(train, c, tmp_path)
 
 
 @pytest.mark.parametrize('variant,overrides', [
@@ -102,9 +89,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
 ])
 def test_every_variant_trains_and_evaluates(tmp_path, variant, overrides):
   c = _small(variant)
-  for field, value in overrides.items():
-    parent, _, leaf = field.rpartition('.')
-    (cfg.get(c, parent) if parent else c)[leaf] = value
+  helpers.set_fields(c, overrides)
   _train(c, tmp_path)
   m = evaluate.evaluate(str(tmp_path))
   assert any(k.startswith('baseline_') for k in m) == c.baseline.enabled
@@ -150,10 +135,7 @@ def test_tfds_images_train_under_mock_data(tmp_path):
     ('--config.data.source=tfds', "error: config.data.tfds_name='' is invalid: name a prepared"),
 ])
 def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
-  proc = helpers.run(train_cmd(tmp_path / 'w', override), timeout=60)
-  assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1].startswith(message)
-  assert not (tmp_path / 'w').exists()
+  helpers.assert_cli_fails_in_one_line('vle', tmp_path / 'w', override, message)
 
 
 @pytest.mark.parametrize('overrides,message', [
@@ -167,9 +149,7 @@ def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
 ])
 def test_validate_names_the_field(overrides, message):
   c = configs.get_config('smoke')
-  for field, value in overrides.items():
-    parent, _, leaf = field.rpartition('.')
-    (cfg.get(c, parent) if parent else c)[leaf] = value
+  helpers.set_fields(c, overrides)
   with pytest.raises(cfg.ConfigError, match=message):
     train.validate(c, num_devices=4)
 
