@@ -182,8 +182,8 @@ def sample_counts(key, batch, config, step):
   schedule's mean 1 + (train_max - 1) p."""
   n = config.tokens.train_max
   p = (mean_tokens(config, step) - 1.0) / max(n - 1, 1)
-  extra = jax.random.bernoulli(key, p, (batch, n - 1)).sum(-1) if n > 1 else 0
-  return (1 + extra).astype(jnp.int32) * jnp.ones((batch,), jnp.int32)
+  extra = jax.random.bernoulli(key, p, (batch, n - 1)).sum(-1)   # (batch,); zeros when n = 1
+  return (1 + extra).astype(jnp.int32)
 
 
 def vle_loss(params, vle, config, x, count):
