@@ -77,7 +77,7 @@ def _train(config, workdir):
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
   """Scenes and token counts come from (seed, step) alone: stopping and resuming changes nothing."""
-  c = _small()
+  c = _small('vanilla')   # the baseline's noise stream must resume too; masks add nothing here
   c.eval_every = 2   # an eval record at step 2 must survive the resume too
   helpers.assert_resume_matches_uninterrupted(train, c, tmp_path)
 
@@ -160,7 +160,9 @@ def test_default_variants_validate():
 
 
 def test_train_step_compiles_once_and_batches_are_fresh():
-  task = train.make_task(_small())
+  c = _small('vanilla')
+  c.baseline.enabled = False
+  task = train.make_task(c)
   step = jax.jit(chex.assert_max_traces(task.train_step, n=1), donate_argnums=0)
   state = task.init(jax.random.PRNGKey(0))
   for i in range(3):
