@@ -14,8 +14,10 @@ def save(fig, path):
   return path
 
 
-def image_grid(path, images, row_labels=None, col_labels=None, title=None, scale=1.0):
-  """Saves a (rows, cols, H, W, C) array of images in [0, 1] as one PNG with labels."""
+def image_grid(path, images, row_labels=None, col_labels=None, title=None, scale=1.0,
+               titles=None):
+  """Saves a (rows, cols, H, W, C) array of images in [0, 1] as one PNG with labels;
+  `titles` (rows x cols strings) captions each image."""
   images = np.clip(np.asarray(images, np.float32), 0, 1)
   rows, cols = images.shape[:2]
   fig, axes = plt.subplots(rows, cols, figsize=(scale * cols * 0.8 + 1, scale * rows * 0.8 + 0.3),
@@ -32,7 +34,9 @@ def image_grid(path, images, row_labels=None, col_labels=None, title=None, scale
         ax.set_ylabel(row_labels[r], fontsize=8)
       if r == 0 and col_labels is not None:
         ax.set_title(col_labels[c], fontsize=8)
+      if titles is not None:
+        ax.set_title(titles[r][c], fontsize=7)
   if title:
     fig.suptitle(title, fontsize=10)
-  fig.subplots_adjust(wspace=0.05, hspace=0.05)
+  fig.subplots_adjust(wspace=0.05, hspace=0.4 if titles is not None else 0.05)
   return save(fig, path)

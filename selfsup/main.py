@@ -1,0 +1,20 @@
+"""Train a pretext task or a classifier: python -m selfsup.main --config=configs/selfsup.py[:variant]
+[--workdir=DIR] [--config.x=v].
+
+Running the same command again resumes from the newest checkpoint in the workdir. Fine-tune a
+pretext run's encoder with --config=configs/selfsup.py:finetune --config.finetune.init_from=DIR.
+"""
+from common import cli
+from selfsup import evaluate, train
+
+_CONFIG, _WORKDIR = cli.define_flags('configs/selfsup.py:mixup')
+
+
+def main(argv):
+  del argv
+  cli.train_and_evaluate('selfsup', _CONFIG, _WORKDIR.value, train.validate, train.make_task,
+                         evaluate.evaluate)
+
+
+if __name__ == '__main__':
+  cli.run(main)
