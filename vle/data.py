@@ -6,16 +6,16 @@ A scene is drawn in two steps, both pure: `sample_scene` draws the parameters of
 occlude earlier ones) and returns the image with the label of the object seen at each pixel
 (0 = background). The true masks are `one_hot(segmentation)`.
 """
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common.images import (  # noqa: F401  (re-exported: vle's callers and tests use vle.data)
+    IMAGE_EXTENSIONS, folder_files, load_folder, load_tfds, resize_and_crop)
+
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'ring')
 BACKGROUNDS = ('plain', 'textured', 'mixed')
 SOURCES = ('scenes', 'tfds', 'folder')
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp')
 SQRT3 = 3.0 ** 0.5
 
 
@@ -124,66 +124,7 @@ def image_entropy(image01, bins=256):
 # ===========================================================================
 # Real images
 # ===========================================================================
-
-def resize_and_crop(image, size):
-  """uint8 (H, W, C) with C in 1, 3, 4 -> (size, size, 3): shortest side to `size`, centre crop."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  image = np.asarray(image)
-  if image.ndim == 2:
-    image = image[..., None]
-  if image.shape[-1] == 1:
-    image = np.repeat(image, 3, -1)
-  pil = Image.fromarray(image[..., :3].astype(np.uint8))
-  w, h = pil.size
-  scale = size / min(w, h)
-  nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-  pil = pil.resize((nw, nh), Image.BILINEAR)
-  left, top = (nw - size) // 2, (nh - size) // 2
-  return np.asarray(pil.crop((left, top, left + size, top + size)), np.uint8)
-
-
-def load_tfds(name, split, size, num=None, data_dir=None, key='image'):
-  """Images (n, size, size, 3) uint8 from a prepared TFDS dataset, through `tfds.data_source`
-  (random access, no TensorFlow, never downloads)."""
-  import tensorflow_datasets as tfds  # slow to import: only when asked for
-  try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
-  except (FileNotFoundError, NotImplementedError, AssertionError, KeyError,
-          tfds.core.DatasetNotFoundError) as e:
-    where = data_dir or 'the default TFDS data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)'
-    raise FileNotFoundError(
-        f'TFDS dataset {name!r} (split {split!r}) is not prepared as array_record in {where} '
-        f'({type(e).__name__}); prepare it once with: tfds build {name} '
-        '--file_format=array_record' + (f' --data_dir={data_dir}' if data_dir else '')) from None
-  n = len(source) if not num else min(num, len(source))
-  if n == 0:
-    raise FileNotFoundError(f'TFDS dataset {name!r} split {split!r} is empty')
-  first = source[0]
-  if key not in first:
-    raise ValueError(f'TFDS dataset {name!r} has no {key!r} feature; its features are '
-                     f'{", ".join(sorted(first))}')
-  return np.stack([resize_and_crop(source[i][key], size) for i in range(n)])
-
-
-def folder_files(path, split):
-  """Image files under `path` (recursively, sorted); 'test' is every 10th, 'train' the rest."""
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'image folder {path!r} does not exist')
-  files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names
-                 if f.lower().endswith(IMAGE_EXTENSIONS))
-  if len(files) < 2:
-    raise FileNotFoundError(f'image folder {path!r} holds {len(files)} images '
-                            f'({", ".join(IMAGE_EXTENSIONS)}); it needs at least 2')
-  return [f for i, f in enumerate(files) if (i % 10 == 0) == (split == 'test')]
-
-
-def load_folder(path, split, size, num=None):
-  """Images (n, size, size, 3) uint8 from a folder of image files, resized and centre-cropped."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  files = folder_files(path, split)[:num or None]
-  return np.stack([resize_and_crop(np.asarray(Image.open(f).convert('RGB')), size)
-                   for f in files])
-
+# The loaders (TFDS, folder) are common.images', imported above under their old names.
 
 def random_batch(key, pool, batch):
   """A batch of images from a device pool (n, H, W, 3) uint8: random indices and random

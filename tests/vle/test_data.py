@@ -1,11 +1,8 @@
 """VLE data: the scene generator's masks against hand-placed shapes, its randomness, image
-entropy, and the real-image loaders on files and a TFDS source the tests make."""
+entropy, and batches drawn from a real-image pool."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
-import tensorflow_datasets as tfds
-from PIL import Image
 
 from vle import data as D
 
@@ -126,64 +123,13 @@ def test_image_entropy_by_hand():
 
 
 # --------------------------------------------------------------------------
-# Real images
+# Real images (the loaders themselves: tests/common/test_images.py)
 # --------------------------------------------------------------------------
 
-def test_resize_and_crop_shortest_side_then_centre():
-  img = np.zeros((20, 40, 3), np.uint8)
-  img[:, 10:30] = 255             # the centre 20 columns are white
-  out = D.resize_and_crop(img, 10)
-  assert out.shape == (10, 10, 3) and out.dtype == np.uint8
-  assert out[:, 1:-1].min() > 200   # after halving, the centre crop is the white band
-  grey = D.resize_and_crop(np.full((8, 8), 7, np.uint8), 4)
-  assert grey.shape == (4, 4, 3) and np.all(grey == 7)
-  rgba = D.resize_and_crop(np.full((6, 6, 4), 9, np.uint8), 6)
-  assert rgba.shape == (6, 6, 3)
-
-
-def test_folder_loader_splits_every_tenth_file(tmp_path):
-  for i in range(12):
-    sub = tmp_path / ('a' if i < 6 else 'b')
-    sub.mkdir(exist_ok=True)
-    Image.fromarray(np.full((12, 16, 3), 10 * i, np.uint8)).save(sub / f'{i:02d}.png')
-  (tmp_path / 'notes.txt').write_text('not an image')
-  train = D.load_folder(str(tmp_path), 'train', 8)
-  test = D.load_folder(str(tmp_path), 'test', 8)
-  assert train.shape == (10, 8, 8, 3) and test.shape == (2, 8, 8, 3)
-  assert sorted(test[:, 0, 0, 0]) == [0, 100]   # files 0 and 10 of the sorted list
-  assert D.load_folder(str(tmp_path), 'train', 8, num=3).shape == (3, 8, 8, 3)
-  with pytest.raises(FileNotFoundError, match='does not exist'):
-    D.load_folder(str(tmp_path / 'missing'), 'train', 8)
-  (tmp_path / 'empty').mkdir()
-  with pytest.raises(FileNotFoundError, match='holds 0 images'):
-    D.folder_files(str(tmp_path / 'empty'), 'train')
-
-
-def _images_of_sizes(requested):
-  def as_data_source(self, split, *args, **kwargs):
-    requested.append((self.name, split))
-    big = np.zeros((30, 20, 3), np.uint8)
-    big[:, :, 0] = 200
-    return [{'image': big, 'label': 0}, {'image': np.full((10, 10, 1), 50, np.uint8),
-                                         'label': 1}]
-  return as_data_source
-
-
-def test_tfds_loader_resizes_any_image_dataset():
-  requested = []
-  with tfds.testing.mock_data(as_data_source_fn=_images_of_sizes(requested)):
-    x = D.load_tfds('cifar10', 'test', 16)
-  assert requested == [('cifar10', 'test')]
-  assert x.shape == (2, 16, 16, 3) and x.dtype == np.uint8
-  assert np.all(x[0, ..., 0] == 200) and np.all(x[1] == 50)
-  with tfds.testing.mock_data(num_examples=5):
-    x = D.load_tfds('cifar10', 'train', 8, num=3)
-  assert x.shape == (3, 8, 8, 3)
-
-
-def test_tfds_loader_explains_missing_data(tmp_path):
-  with pytest.raises(FileNotFoundError, match='tfds build cifar10'):
-    D.load_tfds('cifar10', 'train', 8, data_dir=str(tmp_path))
+def test_real_image_loaders_are_the_common_ones():
+  from common import images  # pylint: disable=g-import-not-at-top
+  for name in ('IMAGE_EXTENSIONS', 'resize_and_crop', 'load_tfds', 'folder_files', 'load_folder'):
+    assert getattr(D, name) is getattr(images, name)
 
 
 def test_random_batch_draws_and_flips_from_the_pool():
