@@ -36,7 +36,7 @@ def image_grid(path, images, row_labels=None, col_labels=None, title=None, scale
         ax.set_title(col_labels[c], fontsize=8)
       if titles is not None:
         ax.set_title(titles[r][c], fontsize=7)
-  if title:
-    fig.suptitle(title, fontsize=10)
   fig.subplots_adjust(wspace=0.05, hspace=0.4 if titles is not None else 0.05)
+  if title:   # above the captions of the top row
+    fig.suptitle(title, fontsize=10, y=1.0 + (0.12 / rows if titles is not None else 0.0))
   return save(fig, path)

@@ -59,6 +59,7 @@ def get_config(variant='mixup'):
       flip=True,
       crop_scale=(0.6, 1.0),     # random resized crop: area fraction range
       color_jitter=0.0,          # strength s of brightness/contrast/saturation jitter
+      hue=0.0,                   # hue rotation, up to this fraction of a full turn either way
       grayscale=0.0,             # probability of a grey view
   ))
   c.pretext = ml_collections.ConfigDict(dict(
@@ -67,6 +68,8 @@ def get_config(variant='mixup'):
       beta=(5.0, 8.0),     # mixup: Beta(a, b) of the weights
       scale_range=(0.3, 1.0),   # scale: the weight's uniform range
       target='which',      # mixup / scale: 'which' (multi-label) or 'weights' (regression)
+      candidate_views=False,    # mixup / scale: show other augmented views of the sources as
+                                # the candidates (not the mixed pixels themselves)
       patch_size=12,       # patchwork: side of the pasted square patch, pixels
       positive_fraction=0.5,    # patchwork: share of patches from the same image
       temperature=0.2,     # simclr: NT-Xent temperature
@@ -112,7 +115,9 @@ def get_config(variant='mixup'):
   if variant in ('mixup', 'scale'):
     c.batch_size = 64      # x (1 query + 3 candidates) = 256 images per step
   if variant == 'simclr':
-    c.augment.update(dict(crop_scale=(0.2, 1.0), color_jitter=0.5, grayscale=0.2))
+    # Colour is a nuisance of the synthetic classes: hue rotation removes the shortcut of
+    # matching two views by their colours (SimCLR's lesson on colour distortion).
+    c.augment.update(dict(crop_scale=(0.2, 1.0), color_jitter=0.5, hue=0.5, grayscale=0.2))
   elif variant == 'finetune':
     c.task = 'classify'
     c.num_steps = 1500

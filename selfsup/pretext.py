@@ -45,18 +45,32 @@ def color_jitter(key, image, strength):
   return jnp.clip(image, 0.0, 1.0)
 
 
+def rotate_hue(image, angle):
+  """Rotates every colour about the grey axis by `angle` radians (a hue shift that keeps each
+  pixel's grey level mean(r, g, b))."""
+  axis = jnp.ones(3) / jnp.sqrt(3.0)
+  cross = jnp.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]],
+                     [-axis[1], axis[0], 0.0]])
+  rot = (jnp.cos(angle) * jnp.eye(3) + jnp.sin(angle) * cross
+         + (1 - jnp.cos(angle)) * jnp.outer(axis, axis))   # Rodrigues
+  return jnp.clip(image @ rot.T, 0.0, 1.0)
+
+
 def augment(key, image, config):
   """The configured augmentation of one image (config.augment); identity when disabled."""
   a = config.augment
   if not a.enabled:
     return image
-  k_crop, k_flip, k_jit, k_grey = jax.random.split(key, 4)
+  k_crop, k_flip, k_jit, k_grey, k_hue = jax.random.split(key, 5)
   if tuple(a.crop_scale) != (1.0, 1.0):
     image = random_resized_crop(k_crop, image, tuple(a.crop_scale))
   if a.flip:
     image = jnp.where(jax.random.bernoulli(k_flip), image[:, ::-1], image)
   if a.color_jitter > 0:
     image = color_jitter(k_jit, image, a.color_jitter)
+  if a.hue > 0:
+    turn = jax.random.uniform(k_hue, (), minval=-a.hue, maxval=a.hue)
+    image = rotate_hue(image, 2 * jnp.pi * turn)
   if a.grayscale > 0:
     grey = jnp.broadcast_to(image.mean(-1, keepdims=True), image.shape)
     image = jnp.where(jax.random.bernoulli(k_grey, a.grayscale), grey, image)
@@ -150,7 +164,12 @@ def make_example(task, config, train=True):
     if task == 'simclr':
       k1, k2 = jax.random.split(k_aug)
       return {'view1': aug(k1, images[0]), 'view2': aug(k2, images[0])}
+    k_aug, k_view = jax.random.split(k_aug)
+    views = images
     images = jax.vmap(aug)(jax.random.split(k_aug, images.shape[0]), images)
+    # The candidates shown: the mixed images themselves, or other augmented views of them.
+    views = (jax.vmap(aug)(jax.random.split(k_view, views.shape[0]), views)
+             if p.candidate_views else images)
     if task == 'mixup':
       out = mixup(k_task, images, p.num_mixed, tuple(p.beta))
     elif task == 'scale':
@@ -164,7 +183,7 @@ def make_example(task, config, train=True):
     else:
       raise ValueError(f'unknown task {task!r}')
     if task in ('mixup', 'scale'):
-      out['candidates'] = images
+      out['candidates'] = views
     return out
 
   return example

@@ -238,7 +238,7 @@ def task_loss(out, batch, config):
     if kind == 'bce':
       loss = losses.bce(scores, batch['which'])
     elif kind == 'margin':
-      d = losses.pairwise_distance(out['query'], out['candidates'])
+      d = losses.pairwise_distance(out['query'][:, None], out['candidates'])
       loss, scores = losses.margin_contrastive(d, batch['which'], config.loss.margin), -d
     else:   # regression of the weights: mixup's sum to one, scale's lie in (0, 1]
       pred = jax.nn.softmax(scores) if t == 'mixup' else jax.nn.sigmoid(scores)

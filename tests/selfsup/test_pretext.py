@@ -165,3 +165,27 @@ def test_batches_have_the_task_fields_and_are_deterministic(task, keys):
   jax.tree.map(np.testing.assert_array_equal, a, b)
   if task in ('mixup', 'scale'):
     assert a['candidates'].shape == (4, 3, 16, 16, 3)
+
+
+def test_hue_rotation_by_a_third_of_a_turn_permutes_the_primaries():
+  rgb = jnp.eye(3)[None]   # red, green, blue pixels
+  np.testing.assert_allclose(pretext.rotate_hue(rgb, 2 * np.pi / 3)[0],
+                             [[0, 1, 0], [0, 0, 1], [1, 0, 0]], atol=1e-6)
+  img = _images(1)[0] * 0.5 + 0.25
+  np.testing.assert_allclose(pretext.rotate_hue(img, 0.0), img, atol=1e-6)
+  # The grey level survives any rotation (away from the clipping at 0 and 1).
+  np.testing.assert_allclose(pretext.rotate_hue(img, 1.0).mean(-1), img.mean(-1), atol=1e-5)
+
+
+def test_candidate_views_show_other_augmentations_of_the_mixed_images():
+  c = configs.get_config('smoke')
+  c.augment.update(dict(crop_scale=(1.0, 1.0), color_jitter=0.5))
+  images = _images(3)[None]
+  same = pretext.batch_fn('mixup', c)(KEYS[0], images)
+  c.pretext.candidate_views = True
+  views = pretext.batch_fn('mixup', c)(KEYS[0], images)
+  w = np.asarray(same['weights'][0])
+  np.testing.assert_allclose(same['query'][0], np.tensordot(w, same['candidates'][0], 1),
+                             atol=1e-6)
+  np.testing.assert_allclose(views['query'], same['query'], atol=1e-6)   # the same mix ...
+  assert not np.allclose(views['candidates'], same['candidates'])       # ... other views
