@@ -27,14 +27,11 @@ def margin_contrastive(distance, similar, margin):
 
 def nt_xent(z1, z2, temperature):
   """SimCLR's normalised-temperature cross-entropy: each of the 2N views must pick its partner
-  among the other 2N - 1 by cosine similarity / temperature. z1, z2: (N, D)."""
-  z = jnp.concatenate([z1, z2])
-  z = z / jnp.linalg.norm(z, axis=-1, keepdims=True).clip(1e-12)
-  sim = z @ z.T / temperature
-  n2 = z.shape[0]
-  sim = jnp.where(jnp.eye(n2, dtype=bool), -jnp.inf, sim)
-  partner = (jnp.arange(n2) + n2 // 2) % n2
-  return softmax_ce(sim, partner)
+  among the other 2N - 1 by cosine similarity / temperature. z1, z2: (N, D). optax's NT-Xent
+  with view i of both halves as one positive pair."""
+  pair = jnp.arange(z1.shape[0])
+  return optax.losses.ntxent(jnp.concatenate([z1, z2]), jnp.concatenate([pair, pair]),
+                             temperature)
 
 
 def accuracy(logits, labels):
