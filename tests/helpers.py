@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import chex
 import jax
 import numpy as np
 
@@ -85,6 +86,16 @@ def assert_resume_matches_uninterrupted(train_module, config, tmp_path):
       checkpoint.abstract(jax.eval_shape(init, jax.random.PRNGKey(0))), steps)[0]
   jax.tree.map(np.testing.assert_array_equal, restore(tmp_path / 'work'),
                restore(tmp_path / 'ref'))
+
+
+def steps_tracing_once(task, steps=3):
+  """Runs `steps` train steps of a loop.Task jitted as the loop does (state donated), failing if
+  the step is traced more than once. Returns (state, metrics of the last step)."""
+  step = jax.jit(chex.assert_max_traces(task.train_step, n=1), donate_argnums=0)
+  state, key = task.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)
+  for i in range(steps):
+    state, m = step(state, task.train_batch(i), key)
+  return state, m
 
 
 def assert_cli_fails_in_one_line(project, workdir, override, message):

@@ -1,7 +1,6 @@
 """The shared loop on a toy regression task: resume, NaN guard, corrupt checkpoints, config checks."""
 import json
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp

@@ -3,7 +3,6 @@ resume exactly, every task and head, Imagewang under a TFDS mock, fail fast, one
 import functools
 import json
 
-import chex
 import jax
 import numpy as np
 import pytest
@@ -70,23 +69,10 @@ def test_finetune_cli_from_the_pretext_run(smoke_run, tmp_path):
   assert 'task_loss' not in m
 
 
-def _small(variant, **fields):
-  c = configs.get_config('smoke')
-  c.variant = variant
-  c.task = 'classify' if variant == 'finetune' else variant
-  # Evaluation runs once, from evaluate.evaluate, not also inside the loop.
-  c.update(dict(num_steps=4, log_every=2, eval_every=100, eval_at_end=False, progress_bar=False,
-                batch_size=8))
-  c.checkpoint.every = 2
-  c.data.update(dict(num_labelled=40, num_val=20, num_unlabelled=40))
-  c.eval.update(dict(batch_size=20, knn_k=3, probe_steps=5))
-  return helpers.set_fields(c, fields)
-
-
-def test_resume_matches_an_uninterrupted_run(tmp_path):
+def test_resume_matches_an_uninterrupted_run(tmp_path, small):
   """Batches come from (seed, step) alone and BatchNorm statistics are checkpointed: stopping
   and resuming changes nothing."""
-  c = _small('mixup')
+  c = small('mixup')
   c.eval_every = 2   # an eval record at step 2 must survive the resume too
   helpers.assert_resume_matches_uninterrupted(
       _ResumeAdapter, c, tmp_path)
@@ -110,8 +96,8 @@ class _ResumeAdapter:
     ('patchwork', {'pretext.patch_size': 6}),
     ('simclr', {'augment.grayscale': 0.5}),
 ])
-def test_every_task_trains_and_evaluates(tmp_path, variant, fields):
-  c = _small(variant, **fields)
+def test_every_task_trains_and_evaluates(tmp_path, variant, fields, small):
+  c = small(variant, **fields)
   helpers.train_in_process(train, c, tmp_path)
   m = evaluate.evaluate(str(tmp_path))
   assert all(np.isfinite(v) for v in m.values())
@@ -120,13 +106,13 @@ def test_every_task_trains_and_evaluates(tmp_path, variant, fields):
     assert (tmp_path / 'eval' / 'step_4' / png).exists()
 
 
-def test_imagewang_with_an_unsup_folder_trains_under_a_tfds_mock(tmp_path):
+def test_imagewang_with_an_unsup_folder_trains_under_a_tfds_mock(tmp_path, small):
   rng = np.random.default_rng(0)
   (tmp_path / 'unsup').mkdir()
   for i in range(6):
     Image.fromarray(rng.integers(0, 256, (20, 26, 3), dtype=np.uint8)).save(
         tmp_path / 'unsup' / f'{i}.JPEG')
-  c = _small('mixup', **{'data.source': 'imagewang', 'data.unsup_folder': str(tmp_path / 'unsup'),
+  c = small('mixup', **{'data.source': 'imagewang', 'data.unsup_folder': str(tmp_path / 'unsup'),
                          'data.num_images': 12})
   with tfds.testing.mock_data(num_examples=12):
     data = train.datasets(c)
@@ -175,13 +161,10 @@ def test_default_variants_validate():
     train.validate(configs.get_config(v), num_devices=1)
 
 
-def test_train_step_compiles_once_and_batches_are_fresh():
-  c = _small('mixup')
+def test_train_step_compiles_once_and_batches_are_fresh(small):
+  c = small('mixup')
   task = train.make_task(c)
-  step = jax.jit(chex.assert_max_traces(task.train_step, n=1), donate_argnums=0)
-  state = task.init(jax.random.PRNGKey(0))
-  for i in range(3):
-    state, m = step(state, task.train_batch(i), jax.random.PRNGKey(1))
+  state, m = helpers.steps_tracing_once(task)
   assert int(state.step) == 3 and np.isfinite(float(m['loss']))
   a, b = task.train_batch(0), task.train_batch(1)
   assert a['candidates'].shape == (8, 3, 16, 16, 3) and not np.allclose(a['query'], b['query'])

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from common import config as cfg
-from configs import selfsup as configs
 from selfsup import evaluate
 from selfsup import models
 from selfsup import train
@@ -103,23 +102,11 @@ def test_layer_grad_norms_group_leaves_by_module():
   np.testing.assert_allclose(got['head/Dense_0'], 5.0)
 
 
-def _tiny(variant, **fields):
-  c = configs.get_config('smoke')
-  c.variant = variant
-  c.task = 'classify' if variant == 'finetune' else variant
-  c.update(dict(num_steps=4, log_every=2, eval_every=100, eval_at_end=False, progress_bar=False,
-                batch_size=8))
-  c.checkpoint.every = 2
-  c.data.update(dict(num_labelled=40, num_val=20, num_unlabelled=40))
-  c.eval.update(dict(batch_size=20, knn_k=3, probe_steps=5))
-  return helpers.set_fields(c, fields)
-
-
 @pytest.fixture(scope='module')
-def pretext_run(tmp_path_factory):
+def pretext_run(tmp_path_factory, small):
   """A mixup run with BatchNorm in the encoder, so its running statistics must come along too."""
   workdir = tmp_path_factory.mktemp('selfsup_pretext')
-  c = _tiny('mixup', **{'model.norm': 'batch'})
+  c = small('mixup', **{'model.norm': 'batch'})
   helpers.train_in_process(train, c, workdir)
   return workdir, c
 
@@ -130,25 +117,25 @@ def _state(config, workdir=None):
   return task, task.init(jax.random.PRNGKey(config.seed))
 
 
-def test_finetune_restores_only_the_encoder(pretext_run, tmp_path):
+def test_finetune_restores_only_the_encoder(pretext_run, tmp_path, small):
   src, _ = pretext_run
   enc, step = train.load_encoder(str(src))
   assert step == 4
-  c = _tiny('finetune', **{'model.norm': 'batch', 'finetune.init_from': str(src)})
+  c = small('finetune', **{'model.norm': 'batch', 'finetune.init_from': str(src)})
   train.validate(c)
   _, state = _state(c)
   jax.tree.map(np.testing.assert_array_equal, state.params['encoder'], enc['params'])
   jax.tree.map(np.testing.assert_array_equal, state.batch_stats['encoder'], enc['batch_stats'])
-  _, fresh = _state(_tiny('finetune', **{'model.norm': 'batch'}))
+  _, fresh = _state(small('finetune', **{'model.norm': 'batch'}))
   assert set(state.params) == {'encoder', 'head'}
   jax.tree.map(np.testing.assert_array_equal, state.params['head'], fresh.params['head'])
   assert not np.allclose(jax.tree.leaves(state.params['encoder'])[0],
                          jax.tree.leaves(fresh.params['encoder'])[0])
 
 
-def test_linear_finetune_leaves_the_encoder_alone(pretext_run, tmp_path):
+def test_linear_finetune_leaves_the_encoder_alone(pretext_run, tmp_path, small):
   src, _ = pretext_run
-  c = _tiny('finetune', **{'model.norm': 'batch', 'finetune.init_from': str(src),
+  c = small('finetune', **{'model.norm': 'batch', 'finetune.init_from': str(src),
                            'finetune.mode': 'linear'})
   helpers.train_in_process(train, c, tmp_path)
   enc, _ = train.load_encoder(str(src))
@@ -161,9 +148,9 @@ def test_linear_finetune_leaves_the_encoder_alone(pretext_run, tmp_path):
                          init.params['head']['Dense_0']['kernel'])
 
 
-def test_finetune_from_a_different_encoder_fails_naming_the_field(pretext_run):
+def test_finetune_from_a_different_encoder_fails_naming_the_field(pretext_run, small):
   src, _ = pretext_run
-  c = _tiny('finetune', **{'finetune.init_from': str(src)})    # group norm here, batch there
+  c = small('finetune', **{'finetune.init_from': str(src)})    # group norm here, batch there
   with pytest.raises(cfg.ConfigError, match="config.model.norm='group' is invalid: the run in "
                      "finetune.init_from has model.norm='batch'"):
     train.validate(c)
@@ -172,8 +159,8 @@ def test_finetune_from_a_different_encoder_fails_naming_the_field(pretext_run):
     train.validate(c)
 
 
-def test_overfit_one_batch_repeats_an_unaugmented_batch_and_fits_it():
-  c = _tiny('finetune', overfit_one_batch=True)
+def test_overfit_one_batch_repeats_an_unaugmented_batch_and_fits_it(small):
+  c = small('finetune', overfit_one_batch=True)
   c.optim.update(dict(lr=1e-2, warmup_steps=0, weight_decay=0.0))
   task, state = _state(c)
   a = task.train_batch(0)

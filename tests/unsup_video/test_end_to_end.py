@@ -3,8 +3,6 @@ config and switch, the standard test set file, fail fast, one trace, 8 devices."
 import functools
 import json
 
-import chex
-import jax
 import numpy as np
 import pytest
 
@@ -148,10 +146,7 @@ def test_default_variants_validate():
 
 def test_train_step_compiles_once_and_batches_are_fresh():
   task = train.make_task(_small())
-  step = jax.jit(chex.assert_max_traces(task.train_step, n=1), donate_argnums=0)
-  state = task.init(jax.random.PRNGKey(0))
-  for i in range(3):
-    state, m = step(state, task.train_batch(i), jax.random.PRNGKey(1))
+  state, m = helpers.steps_tracing_once(task)
   assert int(state.step) == 3 and np.isfinite(float(m['loss']))
   a, b = task.train_batch(0)['frames'], task.train_batch(1)['frames']
   assert a.shape == (4, 6, 32, 32) and not np.allclose(a, b)
