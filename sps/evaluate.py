@@ -1,7 +1,9 @@
 """Evaluate an SPS checkpoint: python -m sps.evaluate --workdir=DIR [--step=N].
 
 Writes DIR/eval/step_<N>/metrics.json and PNGs (decoder traversal, z trajectories against
-the true positions, a true-vs-predicted rollout, training curves) and prints a short table.
+the true positions, a true-vs-predicted rollout, training curves; for music z against pitch
+and the traversal as spectra; for many seeds a box plot) and prints a short table. Metrics are
+medians over seeds, with each seed's value and the success rate; pictures show the best seed.
 """
 import os
 
@@ -29,8 +31,8 @@ def traversal(model, params, mu, steps):
   zs = np.repeat(mean[None, None], flat.shape[1], 0).repeat(steps, 1)   # (d, steps, d)
   for i in range(flat.shape[1]):
     zs[i, :, i] = mean[i] + scores * std[i]
-  imgs = jax.nn.sigmoid(model.apply(params, jnp.asarray(zs.reshape(-1, flat.shape[1])),
-                                    method=SPS.decode))
+  imgs = model.apply(params, jnp.asarray(zs.reshape(-1, flat.shape[1])), method=SPS.decode)
+  imgs = imgs if imgs.ndim == 3 else jax.nn.sigmoid(imgs)   # spectra are decoded linearly
   return np.asarray(imgs).reshape(zs.shape[:2] + imgs.shape[1:]), scores
 
 
@@ -45,7 +47,58 @@ def rollout(model, params, mu, context):
   return np.asarray(recon).reshape(shape), np.asarray(pred).reshape(shape)
 
 
+def box_plot(path, groups, threshold, title, ylabel='linear projection MSE (log)'):
+  """One box of per-seed values per group, every seed drawn as a dot, the threshold dotted."""
+  names = list(groups)
+  fig, ax = plotting.plt.subplots(figsize=(max(3.5, 1.3 * len(names) + 1.5), 3.4))
+  vals = [np.asarray(groups[n], float) for n in names]
+  ax.boxplot(vals, showfliers=False)
+  rng = np.random.default_rng(0)
+  for i, v in enumerate(vals):
+    ax.plot(i + 1 + rng.uniform(-0.12, 0.12, len(v)), v, 'o', ms=3.5, alpha=0.7)
+  ax.set_xticks(range(1, len(names) + 1), names, fontsize=8, rotation=15 if len(names) > 4 else 0)
+  if threshold is not None:
+    ax.axhline(threshold, color='gray', ls=':', lw=1)
+    ax.set_yscale('log')
+  ax.set_ylabel(ylabel, fontsize=9)
+  ax.set_title(title, fontsize=9)
+  return plotting.save(fig, path)
+
+
+def music_figures(out, model, params, evaluator, mu, steps):
+  """z against true pitch (held-out timbres, one colour per timbre) and the decoder traversal
+  drawn as spectra (time-averaged log-magnitude against frequency)."""
+  from sps import music
+  data = evaluator.data
+  z, pitch = mu.reshape(-1, mu.shape[-1])[:, 0], data['positions'].reshape(-1)
+  timbre = np.repeat(data['timbre'], data['positions'].shape[1])
+  fig, axes = plotting.plt.subplots(1, 2, figsize=(10, 3.4))
+  for c in np.unique(timbre)[:8]:
+    axes[0].plot(pitch[timbre == c], z[timbre == c], 'o', ms=2.5, alpha=0.6,
+                 label=f'timbre {c}')
+  axes[0].set_xlabel('true pitch (MIDI)')
+  axes[0].set_ylabel('z[0]')
+  axes[0].legend(fontsize=6, ncol=2)
+  axes[0].set_title(f'held-out timbres: z against pitch (mean R² per timbre '
+                    f'{evaluator.pitch_r2(mu[None], data)[0]:.3f})', fontsize=9)
+  spectra, scores = traversal(model, params, mu, steps)              # (d, steps, F, bins)
+  hz = np.arange(music.NUM_BINS) * music.SAMPLE_RATE / music.N_FFT
+  colors = plotting.plt.cm.viridis(np.linspace(0, 1, len(scores)))
+  for j, s in enumerate(scores):
+    axes[1].plot(hz, spectra[0, j].mean(0), color=colors[j], lw=0.8, label=f'{s:+.1f}σ')
+  axes[1].set_xlim(0, 4000)
+  axes[1].set_xlabel('frequency (Hz)')
+  axes[1].set_ylabel('decoded log-magnitude (standardised)')
+  axes[1].legend(fontsize=6, ncol=2)
+  axes[1].set_title('decoder traversal of z[0] as spectra', fontsize=9)
+  return {'pitch': plotting.save(fig, os.path.join(out, 'z_vs_pitch.png'))}
+
+
 def write_figures(out, config, model, params, evaluator, mu):
+  if config.data.scene == 'music':
+    paths = music_figures(out, model, params, evaluator, mu, config.eval.traversal_steps)
+    paths.update(curves(out))
+    return paths
   frames, pos = evaluator.data['frames'], evaluator.data['positions']
   n = min(config.eval.rollout_examples, len(frames))
   c = config.loss.rnn_min_context
@@ -82,7 +135,13 @@ def write_figures(out, config, model, params, evaluator, mu):
   axes[0, 0].set_ylabel('standardised position')
   fig.suptitle('true position (solid) vs best linear read-out of z (dashed)', fontsize=10, y=1.04)
   paths['trajectories'] = plotting.save(fig, os.path.join(out, 'z_trajectories.png'))
+  paths.update(curves(out))
+  return paths
 
+
+def curves(out):
+  """Train losses and the eval linear projection MSE over training, from the workdir's logs."""
+  paths = {}
   train_log = metrics_lib.read(os.path.dirname(os.path.dirname(out)), 'train')
   eval_log = metrics_lib.read(os.path.dirname(os.path.dirname(out)), 'eval')
   if train_log:
@@ -105,17 +164,29 @@ def write_figures(out, config, model, params, evaluator, mu):
 def evaluate(workdir, step=None):
   """Restores a checkpoint with its saved config, writes metrics.json + PNGs; returns the metrics."""
   config = cfg.load(workdir)
-  model, _, init_state = train.make_init(config)
+  model, _, init_state = train.make_init(config)   # init_from only matters for training
   state, step = loop.restore(workdir, init_state, config.seed, step)
   evaluator = train.Evaluator(config, model)
-  metrics = evaluator.metrics(state.params)
+  per_seed = jax.device_get(evaluator.seed_metrics(state.params))
+  metrics = train.summarize(per_seed, step, config)
   out = os.path.join(workdir, 'eval', f'step_{step}')
   os.makedirs(out, exist_ok=True)
-  mu = evaluator.encode(state.params)
-  figures = write_figures(out, config, model, state.params, evaluator, mu)
+  lp = per_seed['linear_projection_mse']
+  best = int(np.argmin(lp))
+  params = train.seed_params(state.params, best)
+  mu = evaluator.encode(state.params)[best]
+  figures = write_figures(out, config, model, params, evaluator, mu)
+  if config.num_seeds > 1:
+    figures['seeds'] = box_plot(
+        os.path.join(out, 'seeds.png'), {f'{config.num_seeds} seeds': lp},
+        config.eval.success_threshold,
+        f'success rate {metrics["success_rate"]:.0%} (< {config.eval.success_threshold}, '
+        f'dotted); pictures show seed {best}')
   metrics_lib.report(out, workdir, f'SPS evaluation of {workdir} at step {step} on '
-                     f'{len(evaluator.data["frames"])} held-out sequences', metrics, figures,
-                     {'step': step})
+                     f'{len(evaluator.data["frames"])} held-out sequences '
+                     f'({config.num_seeds} seed(s); medians; pictures: seed {best})', metrics,
+                     figures, {'step': step, 'figure_seed': best,
+                      'per_seed': {k: np.asarray(v).tolist() for k, v in per_seed.items()}})
   return metrics
 
 

@@ -5,9 +5,12 @@ import optax
 
 
 def reconstruction(logits, target, kind='mse'):
-  """MSE of sigmoid(logits), or binary cross-entropy on the logits (stable form)."""
+  """MSE of sigmoid(logits) ('mse'), binary cross-entropy on the logits (stable form, 'bce'),
+  or MSE of the raw outputs ('mse_linear', for standardised spectrograms)."""
   if kind == 'mse':
     return jnp.mean((jax.nn.sigmoid(logits) - target) ** 2)
+  if kind == 'mse_linear':
+    return jnp.mean((logits - target) ** 2)
   return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, target))
 
 

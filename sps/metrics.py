@@ -20,3 +20,12 @@ def linear_projection(z, positions):
 def linear_projection_mse(z, positions):
   """Mean over axes of the residual MSE (~ 1 - mean R^2): < 0.2 'kinda good', < 0.03 clearly disentangled."""
   return float(np.mean(linear_projection(z, positions)[0]))
+
+
+def r2(z, target):
+  """R² of a least-squares fit (with bias) of a 1-D target from z (N, d)."""
+  z = np.asarray(z, np.float64).reshape(len(target), -1)
+  y = np.asarray(target, np.float64)
+  x = np.concatenate([z, np.ones((len(z), 1))], axis=1)
+  coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+  return float(1.0 - np.sum((y - x @ coef) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))

@@ -1,7 +1,9 @@
-"""SPS networks: a conv VAE for 32x32 frames and a recurrent prior over its latent z."""
+"""SPS networks: a VAE (conv for 32x32 frames, MLP for spectrograms) and a recurrent prior over z."""
+import math
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from common.conv import Conv, ConvTranspose
@@ -50,25 +52,71 @@ class Decoder(nn.Module):
     return h
 
 
+class MLPEncoder(nn.Module):
+  """Frames (N, ...) -> (mu, logvar): flatten, ReLU MLP. For the music spectrograms."""
+  z_dim: int
+  hidden: Sequence[int] = (512, 128)
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.reshape(x.shape[0], -1)
+    for w in self.hidden:
+      x = nn.relu(nn.Dense(w, kernel_init=HE)(x))
+    return nn.Dense(self.z_dim, name='mu')(x), nn.Dense(self.z_dim, name='logvar')(x)
+
+
+class MLPDecoder(nn.Module):
+  """z (N, z_dim) -> outputs (N, *frame_shape): the encoder's MLP mirrored, linear output."""
+  frame_shape: Sequence[int]
+  hidden: Sequence[int] = (16, 32, 64, 128, 512)
+
+  @nn.compact
+  def __call__(self, z):
+    h = z
+    for w in self.hidden:
+      h = nn.relu(nn.Dense(w, kernel_init=HE)(h))
+    return nn.Dense(math.prod(self.frame_shape))(h).reshape((-1,) + tuple(self.frame_shape))
+
+
+def near_identity(sign, noise):
+  """Kernel init sign * I + N(0, noise^2): the prior starts as z[t+1] ~ sign * z[t] (the log's
+  identity-plus-noise and negative-identity initialisations)."""
+  def init(key, shape, dtype=jnp.float32):
+    return sign * jnp.eye(*shape, dtype=dtype) + noise * jax.random.normal(key, shape, dtype)
+  return init
+
+
 class PriorStep(nn.Module):
   """One step of the prior: pick its input (teacher-forced or its own last guess), update, predict."""
   z_dim: int
   width: int
   depth: int
   cell: str
+  dropout: float = 0.0      # on the hidden state fed back into each cell (not on z or outputs)
+  init: str = 'default'     # 'default', 'identity' or 'negative_identity' (+ init_noise)
+  init_noise: float = 0.01
+  deterministic: bool = True
 
   @nn.compact
   def __call__(self, carry, inputs):
     hs, prev_pred = carry
     z_t, teacher = inputs
-    x = jnp.where(teacher[:, None], z_t, prev_pred)
+    z = x = jnp.where(teacher[:, None], z_t, prev_pred)
     new_hs = []
     for i, h in enumerate(hs):
       cell = (nn.GRUCell(self.width, name=f'gru_{i}') if self.cell == 'gru'
               else nn.SimpleCell(self.width, name=f'rnn_{i}'))
+      h = nn.Dropout(self.dropout, deterministic=self.deterministic or not self.dropout)(h)
       h, x = cell(h, x)
       new_hs.append(h)
-    pred = nn.Dense(self.z_dim, name='head')(x)
+    if self.init == 'default':
+      pred = nn.Dense(self.z_dim, name='head')(x)
+    else:   # a learned skip z[t] -> z[t+1] starting at +-I, and a head starting near 0
+      sign = 1.0 if self.init == 'identity' else -1.0
+      pred = (nn.Dense(self.z_dim, use_bias=False, name='skip',
+                       kernel_init=near_identity(sign, self.init_noise))(z) +
+              nn.Dense(self.z_dim, name='head',
+                       kernel_init=nn.initializers.normal(self.init_noise))(x))
     return (tuple(new_hs), pred), pred
 
 
@@ -82,14 +130,18 @@ class Prior(nn.Module):
   width: int = 32
   depth: int = 1
   cell: str = 'rnn'
+  dropout: float = 0.0
+  init: str = 'default'
+  init_noise: float = 0.01
 
   @nn.compact
-  def __call__(self, z_in, teacher):
+  def __call__(self, z_in, teacher, deterministic=True):
     batch = z_in.shape[0]
     hs = tuple(jnp.zeros((batch, self.width), z_in.dtype) for _ in range(self.depth))
-    scan = nn.scan(PriorStep, variable_broadcast='params', split_rngs={'params': False},
-                   in_axes=1, out_axes=1)
-    _, preds = scan(self.z_dim, self.width, self.depth, self.cell, name='step')(
+    scan = nn.scan(PriorStep, variable_broadcast='params',
+                   split_rngs={'params': False, 'dropout': True}, in_axes=1, out_axes=1)
+    _, preds = scan(self.z_dim, self.width, self.depth, self.cell, self.dropout, self.init,
+                    self.init_noise, deterministic, name='step')(
         (hs, jnp.zeros_like(z_in[:, 0])), (z_in, teacher))
     return preds
 
@@ -104,13 +156,25 @@ class SPS(nn.Module):
   prior_width: int = 32
   prior_depth: int = 1
   prior_cell: str = 'rnn'
+  prior_dropout: float = 0.0
+  prior_init: str = 'default'
+  prior_init_noise: float = 0.01
   conv_impl: str = 'auto'
+  arch: str = 'conv'                       # 'conv' (32x32 images) or 'mlp' (any frame shape)
+  frame_shape: Sequence[int] = (32, 32, 3)
+  mlp_hidden: Sequence[int] = (512, 128)
 
   def setup(self):
-    self.encoder = Encoder(self.z_dim, self.enc_channels, self.conv_impl)
-    self.decoder = Decoder(self.dec_hidden, self.dec_channels, self.image_channels,
-                           conv_impl=self.conv_impl)
-    self.prior = Prior(self.z_dim, self.prior_width, self.prior_depth, self.prior_cell)
+    if self.arch == 'mlp':
+      self.encoder = MLPEncoder(self.z_dim, self.mlp_hidden)
+      self.decoder = MLPDecoder(self.frame_shape,
+                                tuple(self.dec_hidden) + tuple(reversed(self.mlp_hidden)))
+    else:
+      self.encoder = Encoder(self.z_dim, self.enc_channels, self.conv_impl)
+      self.decoder = Decoder(self.dec_hidden, self.dec_channels, self.image_channels,
+                             conv_impl=self.conv_impl)
+    self.prior = Prior(self.z_dim, self.prior_width, self.prior_depth, self.prior_cell,
+                       self.prior_dropout, self.prior_init, self.prior_init_noise)
 
   def encode(self, x):
     return self.encoder(x)
@@ -118,8 +182,8 @@ class SPS(nn.Module):
   def decode(self, z):
     return self.decoder(z)
 
-  def predict(self, z_in, teacher):
-    return self.prior(z_in, teacher)
+  def predict(self, z_in, teacher, deterministic=True):
+    return self.prior(z_in, teacher, deterministic)
 
   def __call__(self, x):
     """Touches every part once (for init): x (B, T, H, W, C)."""

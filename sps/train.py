@@ -1,5 +1,6 @@
 """SPS training: config validation, data, the pure loss and train step, and evaluation metrics."""
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ from common import loop
 from common import train_state
 from sps import data as sps_data
 from sps import losses
+from sps import music
 from sps import metrics as sps_metrics
 from sps import symmetry
 from sps.models import SPS
@@ -19,28 +21,40 @@ from sps.models import SPS
 def validate(config, num_devices=None):
   """Every check that can fail, before anything is compiled or written; raises ConfigError."""
   num_devices = num_devices or jax.device_count()
-  cfg.check_choice(config, 'data.scene', sps_data.SCENES)
+  cfg.check_choice(config, 'data.scene', SCENES)
   cfg.check_choice(config, 'conv_impl', ('auto', 'matmul', 'lax'))
-  cfg.check_choice(config, 'loss.kind', ('mse', 'bce'))
+  cfg.check_choice(config, 'loss.kind', ('mse', 'bce', 'mse_linear'))
   cfg.check_choice(config, 'schedule.kind', ('sigmoid', 'linear', 'none'))
+  cfg.check_choice(config, 'model.arch', ('conv', 'mlp'))
   cfg.check_choice(config, 'model.prior_cell', ('rnn', 'gru'))
+  cfg.check_choice(config, 'model.prior_init', ('default', 'identity', 'negative_identity'))
   cfg.check_choice(config, 'symmetry.mode', symmetry.MODES)
   cfg.check_choice(config, 'symmetry.trans_dist', ('normal', 'uniform'))
   cfg.check_choice(config, 'early_stopping.mode', ('min', 'max'))
-  for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
+  for f in ('num_steps', 'num_seeds', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
             'checkpoint.max_to_keep', 'data.num_train', 'data.num_eval', 'data.num_frames',
             'model.z_dim', 'model.prior_width', 'model.prior_depth', 'optim.lr',
-            'eval.batch_size', 'schedule.duration'):
+            'eval.batch_size', 'eval.success_threshold', 'schedule.duration',
+            'collapse.max_ratio'):
     cfg.check_positive(config, f)
   for f in ('optim.grad_clip', 'optim.weight_decay', 'loss.self_recon', 'loss.image_pred',
-            'loss.z_pred', 'loss.kl', 'symmetry.k', 'symmetry.trans_scale'):
+            'loss.z_pred', 'loss.kl', 'symmetry.k', 'symmetry.trans_scale',
+            'model.prior_init_noise', 'collapse.check_step'):
     cfg.check_positive(config, f, allow_zero=True)
   cfg.check_range(config, 'symmetry.p_identity', 0.0, 1.0)
+  cfg.check_range(config, 'data.reverse_prob', 0.0, 1.0)
+  cfg.check_range(config, 'model.prior_dropout', 0.0, 0.95)
   cfg.check_range(config, 'loss.rnn_min_context', 1, config.data.num_frames - 1)
   cfg.check_divisible(config, 'batch_size', num_devices,
                       f'the batch is split over {num_devices} devices')
   cfg.check(config.data.num_train >= config.batch_size, 'data.num_train', config.data.num_train,
             f'must be >= batch_size ({config.batch_size})')
+  if config.data.scene == 'music':
+    cfg.check(config.model.arch == 'mlp', 'model.arch', config.model.arch,
+              'music spectrograms need the mlp encoder/decoder (model.arch=mlp)')
+    cfg.check(config.data.num_frames == len(music.IONIAN), 'data.num_frames',
+              config.data.num_frames, f'a melody has {len(music.IONIAN)} notes')
+    cfg.check(not config.data.path, 'data.path', config.data.path, 'music is generated only')
   if config.symmetry.k:
     cfg.check_divisible(config, 'batch_size', config.symmetry.k,
                         'batch/k sequences get k transforms each (symmetry.k)')
@@ -50,13 +64,29 @@ def validate(config, num_devices=None):
       raise cfg.ConfigError(f'config.symmetry.spec={config.symmetry.spec!r} is invalid: {e}') from None
     cfg.check(len(groups) > 0, 'symmetry.spec', config.symmetry.spec,
               'name at least one group, or set symmetry.k=0 for no symmetry')
+  if config.init_from:
+    cfg.check(os.path.exists(os.path.join(config.init_from, 'config.json')), 'init_from',
+              config.init_from, 'must be the workdir of an SPS run (it has no config.json)')
 
 
-def make_model(config):
+SCENES = sps_data.SCENES + ('music',)
+
+
+def make_model(config, frame_shape=None):
   m = config.model
+  frame_shape = frame_shape or frame_shape_of(config)
   return SPS(z_dim=m.z_dim, enc_channels=tuple(m.enc_channels), dec_hidden=tuple(m.dec_hidden),
              dec_channels=tuple(m.dec_channels), prior_width=m.prior_width,
-             prior_depth=m.prior_depth, prior_cell=m.prior_cell, conv_impl=config.conv_impl)
+             prior_depth=m.prior_depth, prior_cell=m.prior_cell, prior_dropout=m.prior_dropout,
+             prior_init=m.prior_init, prior_init_noise=m.prior_init_noise,
+             conv_impl=config.conv_impl, arch=m.arch, frame_shape=frame_shape,
+             mlp_hidden=tuple(m.mlp_hidden))
+
+
+def frame_shape_of(config):
+  if config.data.scene == 'music':
+    return (music.FRAMES_PER_NOTE, music.NUM_BINS)
+  return IMAGE_SHAPE
 
 
 def make_optimizer(config):
@@ -64,11 +94,20 @@ def make_optimizer(config):
                                     config.optim.weight_decay)
 
 
-def load_data(config, split):
-  """{'frames': (N, T, 32, 32, 3) in [0, 1], 'positions': (N, T, P)} as numpy arrays."""
+def load_data(config, split, heldout=None):
+  """{'frames': (N, T, *frame_shape), 'positions': (N, T, P)} (+ 'timbre' for music), numpy.
+
+  Images are in [0, 1]; music frames are standardised log-magnitude spectra and the position
+  is the pitch. Music eval data uses the held-out timbres unless heldout=False.
+  """
   d = config.data
   n = d.num_train if split == 'train' else d.num_eval
-  if d.path:
+  if d.scene == 'music':
+    heldout = split == 'eval' if heldout is None else heldout
+    data = music.make_dataset(n, config.seed, split, num_timbres=d.num_timbres,
+                              heldout_timbres=heldout)
+    data = {k: data[k] for k in ('frames', 'positions', 'timbre')}
+  elif d.path:
     data = sps_data.load_folder(d.path, num_frames=d.num_frames)
     n_train = len(data['frames']) - min(d.num_eval, len(data['frames']) // 5)
     sl = slice(0, min(n, n_train)) if split == 'train' else slice(n_train, None)
@@ -76,24 +115,31 @@ def load_data(config, split):
   else:
     data = sps_data.make_dataset(d.scene, n, seed=config.seed, split=split,
                                  num_frames=d.num_frames)
-  return {k: np.asarray(v, np.float32) for k, v in data.items()}
+  return {k: np.asarray(v, np.int32 if k == 'timbre' else np.float32) for k, v in data.items()}
 
 
-def prediction_losses(predict, decode, z, x, g, key, p_teacher, context, kind='mse'):
+def prediction_losses(predict, decode, z, x, g, key, p_teacher, context, kind='mse',
+                      stop_grad_target=True, stop_grad_input=False):
   """One prior path: predict z[c:] from g.z, map back with g^-1, score in z and in pixels.
 
-  predict(z_in, teacher) -> predictions of z_in[1:]; decode(z) -> frame logits.
-  z: (B, T, d) encoded sequences; x: (B, T, H, W, C) frames; g: batched (A, b), or None for
-  the identity path. The prior is unrolled once per path. Returns (z loss, image loss).
+  predict(z_in, teacher, key) -> predictions of z_in[1:]; decode(z) -> frame logits.
+  z: (B, T, d) encoded sequences; x: (B, T, ...) frames; g: batched (A, b), or None for
+  the identity path. The prior is unrolled once per path. stop_grad_target: no gradient
+  from the z loss into the encoded target (the log: prevents collapse); stop_grad_input:
+  none from the prior into the encoder through its input either. Returns (z loss, image loss).
   """
   b, t, d = z.shape
-  z_in = z if g is None else jax.vmap(symmetry.act)(g, z)
-  teacher = jax.random.bernoulli(key, p_teacher, (b, t - 1)) | (jnp.arange(t - 1) < context)[None]
-  z_hat = predict(z_in[:, :-1], teacher)
+  k_teacher, k_prior = jax.random.split(key)
+  z_in = jax.lax.stop_gradient(z) if stop_grad_input else z
+  z_in = z_in if g is None else jax.vmap(symmetry.act)(g, z_in)
+  teacher = (jax.random.bernoulli(k_teacher, p_teacher, (b, t - 1)) |
+             (jnp.arange(t - 1) < context)[None])
+  z_hat = predict(z_in[:, :-1], teacher, k_prior)
   if g is not None:
     z_hat = jax.vmap(symmetry.act_inverse)(g, z_hat)
   z_pred = z_hat[:, context - 1:]
-  z_loss = jnp.mean((z_pred - jax.lax.stop_gradient(z[:, context:])) ** 2)
+  target = jax.lax.stop_gradient(z[:, context:]) if stop_grad_target else z[:, context:]
+  z_loss = jnp.mean((z_pred - target) ** 2)
   logits = decode(z_pred.reshape(-1, d))
   img_loss = losses.reconstruction(logits, x[:, context:].reshape(logits.shape), kind)
   return z_loss, img_loss
@@ -119,10 +165,18 @@ def symmetry_paths(config, key, z, x):
   return [('symmetry', g, z, x)]
 
 
-def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True):
-  """Total loss and its terms for a batch of sequences x (B, T, H, W, C)."""
+def reverse_time(key, x, p):
+  """Each sequence of x (B, T, ...) played backwards with probability p (an augmentation)."""
+  flip = jax.random.bernoulli(key, p, (x.shape[0],)).reshape((-1,) + (1,) * (x.ndim - 1))
+  return jnp.where(flip, x[:, ::-1], x)
+
+
+def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True, train=True):
+  """Total loss and its terms for one seed's params and a batch of sequences x (B, T, ...)."""
   b, t = x.shape[:2]
-  k_eps, k_id, k_sym, k_paths = jax.random.split(key, 4)
+  k_eps, k_rev, k_sym, k_paths = jax.random.split(key, 4)
+  if train and config.data.reverse_prob:
+    x = reverse_time(k_rev, x, config.data.reverse_prob)
   flat = x.reshape((b * t,) + x.shape[2:])
   mu, logvar = model.apply(params, flat, method=SPS.encode)
   z = losses.reparameterize(k_eps, mu, logvar) if config.model.vae else mu
@@ -137,11 +191,15 @@ def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True):
   paths = [('identity', None, z, x)]
   if with_symmetry:
     paths += symmetry_paths(config, k_sym, z, x)
-  predict = functools.partial(model.apply, params, method=SPS.predict)
+
+  def predict(z_in, teacher, k):
+    return model.apply(params, z_in, teacher, not train, method=SPS.predict, rngs={'dropout': k})
+
   decode = functools.partial(model.apply, params, method=SPS.decode)
   for (name, g, zp, xp), kp in zip(paths, jax.random.split(k_paths, len(paths))):
     z_loss, img_loss = prediction_losses(predict, decode, zp, xp, g, kp, p_teacher,
-                                         w.rnn_min_context, w.kind)
+                                         w.rnn_min_context, w.kind, w.z_stop_grad_target,
+                                         w.z_stop_grad_input)
     terms[f'z_pred/{name}'], terms[f'image_pred/{name}'] = z_loss, img_loss
     total += w.z_pred * z_loss + w.image_pred * img_loss   # paths add up, not averaged
   terms['loss'] = total
@@ -151,68 +209,217 @@ def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True):
 IMAGE_SHAPE = (32, 32, 3)
 
 
-def make_init(config):
-  """(model, optimizer, init_state(key) -> TrainState); needs no data."""
-  model, tx = make_model(config), make_optimizer(config)
-  example = jnp.zeros((1, config.data.num_frames) + IMAGE_SHAPE, jnp.float32)
-  return model, tx, lambda key: train_state.create(model.init(key, example), tx)
+def seed_keys(key, num_seeds):
+  """One init key per seed; seed 0 of a one-seed run uses `key` itself."""
+  return key[None] if num_seeds == 1 else jax.random.split(key, num_seeds)
+
+
+def make_init(config, frame_shape=None, source_params=None):
+  """(model, optimizer, init_state(key) -> TrainState stacked over config.num_seeds).
+
+  Every leaf of the state has a leading seed axis (size num_seeds, also for one seed), so one
+  code path trains, checkpoints and evaluates any number of random inits. source_params
+  (stacked over 1 or num_seeds seeds) are embedded into the fresh parameters (see embed).
+  """
+  frame_shape = frame_shape or frame_shape_of(config)
+  model, tx = make_model(config, frame_shape), make_optimizer(config)
+  example = jnp.zeros((1, config.data.num_frames) + tuple(frame_shape), jnp.float32)
+
+  def init_one(key, src):
+    params = model.init(key, example)
+    if src is not None:
+      params = embed(src, params)
+    return train_state.create(params, tx)
+
+  def init_state(key):
+    keys = seed_keys(key, config.num_seeds)
+    if source_params is None:
+      return jax.vmap(lambda k: init_one(k, None))(keys)
+    src = jax.tree.map(lambda a: jnp.broadcast_to(a, (config.num_seeds,) + a.shape[1:]),
+                       source_params)
+    return jax.vmap(init_one)(keys, src)
+
+  return model, tx, init_state
+
+
+def embed(source, fresh):
+  """fresh with each of source's arrays written into its leading block (a wider z keeps the
+  old dims' weights and starts the new ones fresh); the trees must have the same structure."""
+  def put(s, f):
+    if s.ndim != f.ndim or any(a > b for a, b in zip(s.shape, f.shape)):
+      raise cfg.ConfigError(f'config.init_from: a parameter of shape {s.shape} does not fit '
+                            f'into {f.shape}; only z_dim may grow')
+    return f.at[tuple(slice(0, n) for n in s.shape)].set(s.astype(f.dtype))
+  if jax.tree.structure(source) != jax.tree.structure(fresh):
+    raise cfg.ConfigError('config.init_from: the source run has a different architecture '
+                          '(its parameter tree differs); only z_dim may grow')
+  return jax.tree.map(put, source, fresh)
+
+
+def load_source_params(config):
+  """The params of config.init_from's newest checkpoint, stacked over its seeds (host arrays)."""
+  src_config = cfg.load(config.init_from)
+  _, _, src_init = make_init(src_config)
+  state, _ = loop.restore(config.init_from, src_init, src_config.seed)
+  n = src_config.get('num_seeds', 1)
+  cfg.check(n in (1, config.num_seeds), 'init_from', config.init_from,
+            f'the source run has {n} seeds; use num_seeds={n} or a one-seed source')
+  return jax.device_get(state.params)
+
+
+def make_train_step(config, model, tx):
+  """(state, batch, key) -> (state, metrics): every seed takes one step on the shared batch.
+
+  A seed whose loss or gradients are not finite keeps its parameters (its update is skipped
+  and counted in `skipped_seeds`), so one diverging init does not end a many-seed run; the
+  losses are averaged over the seeds that stepped (NaN, which stops the run, when none did).
+  """
+  def one_seed(state, frames, key):
+    key = jax.random.fold_in(key, state.step)   # a fresh key per step, never reused
+    p = losses.teacher_prob(state.step, config.schedule.kind, config.schedule.duration)
+    grads, terms = jax.grad(loss_fn, has_aux=True)(state.params, model, config, frames, key, p)
+    new, norms = train_state.apply_gradients(state, grads, tx)
+    ok = jnp.isfinite(terms['loss']) & jnp.isfinite(norms['grad_norm'])
+    new = new.replace(params=_where(ok, new.params, state.params),
+                      opt_state=_where(ok, new.opt_state, state.opt_state))
+    return new, {**terms, **norms, 'teacher_prob': p}, ok
+
+  def train_step(state, batch, key):
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(config.num_seeds))
+    state, terms, ok = jax.vmap(one_seed, in_axes=(0, None, 0))(state, batch['frames'], keys)
+    mean = lambda v: jnp.sum(jnp.where(ok, v, 0.0)) / jnp.sum(ok)
+    metrics = {k: mean(v) for k, v in terms.items()}
+    metrics['skipped_seeds'] = jnp.sum(~ok)
+    return state, metrics
+
+  return train_step
+
+
+def _where(ok, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
 
 def make_task(config):
   """The loop.Task of pure functions for this config (data is built here, once)."""
-  model, tx, init_state = make_init(config)
+  source = load_source_params(config) if config.init_from else None
+  model, tx, init_state = make_init(config, source_params=source)
   train = load_data(config, 'train')
-
-  def train_step(state, batch, key):
-    key = jax.random.fold_in(key, state.step)   # a fresh key per step, never reused
-    p = losses.teacher_prob(state.step, config.schedule.kind, config.schedule.duration)
-    grads, terms = jax.grad(loss_fn, has_aux=True)(state.params, model, config,
-                                                    batch['frames'], key, p)
-    state, norms = train_state.apply_gradients(state, grads, tx)
-    return state, {**terms, **norms, 'teacher_prob': p}
 
   def train_batch(step):
     idx = data_lib.epoch_batch_indices(step, len(train['frames']), config.batch_size, config.seed)
     return {'frames': train['frames'][idx]}
 
   evaluator = Evaluator(config, model)
-  return loop.Task(init=init_state, train_step=train_step, train_batch=train_batch,
-                   evaluate=lambda state: evaluator.metrics(state.params))
+  return loop.Task(init=init_state, train_step=make_train_step(config, model, tx),
+                   train_batch=train_batch, evaluate=evaluator.summary)
+
+
+def seed_params(params, i):
+  """Seed i's parameters from a stacked tree."""
+  return jax.tree.map(lambda a: a[i], params)
 
 
 class Evaluator:
-  """Metrics on the held-out set: losses with the prior rolling out on its own, and linear projection."""
+  """Held-out metrics of every seed: losses with the prior rolling out on its own, linear
+  projection (and, for music, pitch R² per timbre on held-out and training timbres)."""
 
   def __init__(self, config, model, data=None):
     self.config, self.model = config, model
     self.data = data if data is not None else load_data(config, 'eval')
-    self._encode = jax.jit(lambda p, x: model.apply(p, x, method=SPS.encode)[0])
-    self._losses = jax.jit(lambda p, x, k: loss_fn(p, model, config, x, k, 0.0,
-                                                   with_symmetry=False)[1])
-
-  def encode(self, params):
-    """mu for every eval frame: (N, T, d)."""
+    self.seen_timbres = (load_data(config, 'eval', heldout=False)
+                         if config.data.scene == 'music' else None)
+    encode = lambda p, x: model.apply(p, x, method=SPS.encode)[0]
+    eval_losses = lambda p, x, k: loss_fn(p, model, config, x, k, 0.0, with_symmetry=False,
+                                          train=False)[1]
+    self._encode = jax.jit(jax.vmap(encode, in_axes=(0, None)))
+    self._losses = jax.jit(jax.vmap(eval_losses, in_axes=(0, None, None)))
     frames = self.data['frames']
+    self.baseline_recon = float(losses.reconstruction(
+        mean_frame_logits(frames, config.loss.kind), frames, config.loss.kind))
+
+  def encode(self, params, data=None):
+    """mu of every seed for every frame of `data` (default: the eval set): (S, N, T, d)."""
+    frames = (data or self.data)['frames']
     n, t = frames.shape[:2]
     flat = frames.reshape((n * t,) + frames.shape[2:])
     bs = self.config.eval.batch_size * t
     mus = [self._encode(params, flat[i:i + bs]) for i in range(0, len(flat), bs)]
-    return np.concatenate(jax.device_get(mus)).reshape(n, t, -1)
+    mus = np.concatenate(jax.device_get(mus), axis=1)
+    return mus.reshape((len(mus), n, t, -1))
 
-  def metrics(self, params):
+  def seed_metrics(self, params):
+    """{name: (S,) array}, one value per seed."""
     frames = self.data['frames']
     bs = self.config.eval.batch_size
     key = jax.random.PRNGKey(0)   # fixed: the same eval every time
-    chunks = [jax.device_get(self._losses(params, frames[i:i + bs], key))
-              for i in range(0, len(frames), bs)]
-    sizes = [len(frames[i:i + bs]) for i in range(0, len(frames), bs)]
-    out = {f'{k.split("/")[0]}': float(np.average([c[k] for c in chunks], weights=sizes))
+    starts = range(0, len(frames), bs)
+    chunks = [jax.device_get(self._losses(params, frames[i:i + bs], key)) for i in starts]
+    sizes = [len(frames[i:i + bs]) for i in starts]
+    out = {k.split('/')[0]: np.average(np.stack([c[k] for c in chunks]), axis=0, weights=sizes)
            for k in chunks[0]}
+    out['self_recon_ratio'] = out['self_recon'] / self.baseline_recon
     mu = self.encode(params)
     pos = self.data['positions']
-    mse_axis, _, _ = sps_metrics.linear_projection(mu.reshape(-1, mu.shape[-1]),
-                                                   pos.reshape(-1, pos.shape[-1]))
-    out['linear_projection_mse'] = float(np.mean(mse_axis))
-    for i, m in enumerate(mse_axis):
-      out[f'r2_axis{i}'] = float(1.0 - m)
+    axes = np.stack([sps_metrics.linear_projection(m.reshape(-1, m.shape[-1]),
+                                                   pos.reshape(-1, pos.shape[-1]))[0]
+                     for m in mu])                                     # (S, P)
+    out['linear_projection_mse'] = axes.mean(1)
+    for i in range(axes.shape[1]):
+      out[f'r2_axis{i}'] = 1.0 - axes[:, i]
+    if self.seen_timbres is not None:
+      out['pitch_r2_heldout'] = self.pitch_r2(mu, self.data)
+      out['pitch_r2_train_timbres'] = self.pitch_r2(self.encode(params, self.seen_timbres),
+                                                    self.seen_timbres)
     return out
+
+  @staticmethod
+  def pitch_r2(mu, data):
+    """Per seed, the mean over timbres of R² of a linear fit of pitch from z: (S,)."""
+    timbre = np.repeat(data['timbre'], data['positions'].shape[1])
+    pitch = data['positions'].reshape(-1)
+    return np.array([np.mean([sps_metrics.r2(m.reshape(-1, m.shape[-1])[timbre == c],
+                                             pitch[timbre == c]) for c in np.unique(timbre)])
+                     for m in mu])
+
+  def summary(self, state):
+    return summarize(jax.device_get(self.seed_metrics(state.params)), int(np.max(state.step)),
+                     self.config)
+
+
+def summarize(per_seed, step, config):
+  """Scalar metrics for the log: the median over seeds of every metric, each seed's linear
+  projection MSE and self-recon ratio, the success rate and the collapse detector's count."""
+  out = {k: float(np.median(v)) for k, v in per_seed.items()}
+  lp = per_seed['linear_projection_mse']
+  out['success_rate'] = float(np.mean(lp < config.eval.success_threshold))
+  collapsed = collapsed_seeds(per_seed['self_recon_ratio'], step, config.collapse)
+  out['collapsed_seeds'] = len(collapsed)
+  if collapsed:
+    print(f'\ncollapse detector: seed(s) {collapsed} have self-recon at '
+          f'{np.round(per_seed["self_recon_ratio"][collapsed], 2).tolist()} x the mean-frame '
+          f'loss after {step} steps (> collapse.max_ratio={config.collapse.max_ratio}): '
+          'their z has most likely collapsed')
+  if len(lp) > 1:
+    for i, v in enumerate(lp):
+      out[f'linear_projection_mse/seed{i}'] = float(v)
+      out[f'self_recon_ratio/seed{i}'] = float(per_seed['self_recon_ratio'][i])
+  return out
+
+
+def mean_frame_logits(frames, kind):
+  """Outputs that decode to the mean frame: the loss of a model whose z carries nothing."""
+  mean = np.broadcast_to(frames.mean((0, 1)), frames.shape).astype(np.float32)
+  if kind == 'mse_linear':
+    return mean
+  p = np.clip(mean, 1e-4, 1 - 1e-4)
+  return np.log(p) - np.log1p(-p)
+
+
+def collapsed_seeds(ratio, step, collapse):
+  """Seeds whose self-recon is still > max_ratio x the mean-frame loss at step >= check_step.
+
+  The log found a collapsed z can be told early from self-recon alone and never recovers.
+  """
+  if step < collapse.check_step:
+    return []
+  return [int(i) for i in np.flatnonzero(np.asarray(ratio) > collapse.max_ratio)]
