@@ -19,13 +19,15 @@ NOTE_SAMPLES = (FRAMES_PER_NOTE - 1) * HOP + N_FFT
 IONIAN = (0, 2, 4, 5, 7, 9, 11, 12, 11, 9, 7, 5, 4, 2, 0)
 ROOT_RANGE = (48, 72)
 NUM_HARMONICS = 24
-# Global scalar standardisation of log(|STFT| + 1e-3), the same for every split and timbre set:
-# mean and std over 256 training-timbre melodies (seed 0), rounded.
-LOG_MEAN = -4.35
-LOG_STD = 2.54
+# Global scalar standardisation of log(|STFT| + 1e-3), the same for every split and timbre set so
+# that no split leaks its own statistics: mean and std over every bin of 4096 training melodies
+# (make_dataset(512, seed) for seeds 0..7, 64 training timbres each), rounded to 2 decimals.
+LOG_MEAN = -4.42
+LOG_STD = 2.52
 
 
 def midi_to_hz(m):
+  """Equal temperament, A4 = MIDI 69 = 440 Hz."""
   return 440.0 * 2.0 ** ((jnp.asarray(m, jnp.float32) - 69.0) / 12.0)
 
 
@@ -54,7 +56,9 @@ def synth_note(pitch_midi, timbre):
   f = midi_to_hz(pitch_midi)
   k = jnp.arange(1, NUM_HARMONICS + 1, dtype=jnp.float32)
   amp = jnp.where(k * f < SAMPLE_RATE / 2, timbre['harmonics'], 0.0)
-  wave = jnp.sum(amp[:, None] * jnp.sin(2 * jnp.pi * k[:, None] * f * t[None]), axis=0)
+  # Wrap the fundamental's phase to [0, 1) cycles first so float32 keeps the high harmonics in tune.
+  cycles = jnp.mod(f * t, 1.0)
+  wave = jnp.sum(amp[:, None] * jnp.sin(2 * jnp.pi * k[:, None] * cycles[None]), axis=0)
   env = jnp.minimum(t / timbre['attack'], 1.0) * jnp.exp(-timbre['decay'] * t)
   return wave * env
 
@@ -72,6 +76,7 @@ def log_spectrogram(audio):
 
 
 def melody_pitches(root):
+  """The 15 MIDI pitches of the Ionian scale up and down from root."""
   return jnp.asarray(root) + jnp.asarray(IONIAN)
 
 
@@ -86,12 +91,19 @@ def _melodies(n, key, bank):
     timbre = jax.tree.map(lambda a: a[timbre_idx], bank)
     return log_spectrogram(synth_note(pitch, timbre))
 
-  spec = jax.vmap(jax.vmap(one, in_axes=(0, None)))(pitches, which)
+  # Chunked over sequences so the (notes, harmonics, samples) sines never all sit in memory at once.
+  spec = jax.lax.map(lambda a: jax.vmap(one, in_axes=(0, None))(*a), (pitches, which),
+                     batch_size=32)
   return (spec - LOG_MEAN) / LOG_STD, pitches, which, roots
 
 
 def make_dataset(num_sequences, seed, split='train', num_timbres=64, heldout_timbres=False):
-  """{'frames': (N, 15, 4, 513), 'positions': (N, 15, 1) MIDI pitch, 'timbre': (N,), 'root': (N,)}."""
+  """N melodies, each one root's Ionian scale played by one timbre of the chosen set.
+
+  Returns numpy arrays {'frames': (N, 15, FRAMES_PER_NOTE, NUM_BINS) float32 log-magnitude
+  standardised by LOG_MEAN and LOG_STD, 'positions': (N, 15, 1) float32 MIDI pitch,
+  'timbre': (N,) int32 index into timbres(seed, num_timbres, heldout_timbres), 'root': (N,) int32}.
+  """
   if split not in ('train', 'eval'):
     raise ValueError(f'split {split!r}: use "train" or "eval"')
   key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 7),
