@@ -101,16 +101,22 @@ def seed_values(metrics, metric):
                         f'{", ".join(sorted(per_seed))}')
 
 
+def higher_is_better(metric):
+  """R² and rates improve upwards; losses and MSEs downwards."""
+  return 'r2' in metric or 'rate' in metric
+
+
 def table(results, metric, threshold):
   """The markdown comparison table."""
   lines = [f'| group | seeds | success rate (< {threshold}) | median {metric} | '
            '25% / 75% | best | collapsed (detector) |', '|---|---|---|---|---|---|---|']
+  best = np.max if higher_is_better(metric) else np.min
   for name, r in results.items():
     v = np.asarray(r['values'])
     lp = np.asarray(r['per_seed']['linear_projection_mse'])
     q1, q3 = np.percentile(v, [25, 75])
     lines.append(f'| {name} | {len(v)} | {np.mean(lp < threshold):.0%} | {np.median(v):.4g} | '
-                 f'{q1:.4g} / {q3:.4g} | {v.min():.4g} | {r["collapsed_seeds"]} |')
+                 f'{q1:.4g} / {q3:.4g} | {best(v):.4g} | {r["collapsed_seeds"]} |')
   return '\n'.join(lines)
 
 

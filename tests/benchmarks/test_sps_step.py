@@ -105,7 +105,7 @@ def test_twin_loss_matches_jax_loss():
   with torch.no_grad():
     t_losses = torch_sps.prediction_losses(twin, z, x, g, 1.0, c)
   j_losses = jax.jit(lambda p, z, g: sps_train.prediction_losses(
-      functools.partial(model.apply, p, method=SPS.predict),
+      lambda z_in, teacher, key: model.apply(p, z_in, teacher, method=SPS.predict),
       functools.partial(model.apply, p, method=SPS.decode),
       z, frames, g, jax.random.PRNGKey(0), 1.0, c))(params, z.numpy(), tuple(a.numpy() for a in g))
   np.testing.assert_allclose([float(v) for v in t_losses], [float(v) for v in j_losses],

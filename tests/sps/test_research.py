@@ -226,3 +226,5 @@ def test_sweep_table_by_hand():
                    'collapsed_seeds': 1}}
   md = sweep.table(results, 'linear_projection_mse', 0.03).splitlines()
   assert md[2] == '| a | 4 | 50% | 0.03 | 0.0175 / 0.155 | 0.01 | 1 |'
+  md = sweep.table(results, 'pitch_r2_heldout', 0.03).splitlines()
+  assert md[2].endswith('| 0.5 | 1 |')                       # the best R² is the largest

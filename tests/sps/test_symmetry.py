@@ -86,9 +86,9 @@ def test_parse_errors(spec, msg):
     symmetry.parse(spec, 3)
 
 
-def _extrapolate(z_in, teacher):
+def _extrapolate(z_in, teacher, key):
   """A toy prior that is equivariant to every affine map with orthogonal A: z[t+1] = 2 z[t] - z[t-1]."""
-  del teacher
+  del teacher, key
   prev = jnp.concatenate([z_in[:, :1], z_in[:, :-1]], axis=1)
   return 2 * z_in - prev
 
@@ -105,7 +105,7 @@ def test_equivariant_prior_has_zero_symmetry_loss():
     z_loss, _ = train.prediction_losses(_extrapolate, decode, z, x, gg, jax.random.PRNGKey(0), 1.0, 3)
     assert float(z_loss) < 1e-9
   # A prior that is not equivariant (it pulls z toward the origin) is penalised differently.
-  shrink = lambda z_in, teacher: 0.5 * z_in
+  shrink = lambda z_in, teacher, key: 0.5 * z_in
   l_id, _ = train.prediction_losses(shrink, decode, z, x, None, jax.random.PRNGKey(0), 1.0, 3)
   l_g, _ = train.prediction_losses(shrink, decode, z, x, g, jax.random.PRNGKey(0), 1.0, 3)
   assert abs(float(l_id) - float(l_g)) > 1e-3
