@@ -54,6 +54,15 @@ class Checkpointer:
     self.manager.close()
 
 
+def saved_steps(workdir):
+  """The finished checkpoint steps in `workdir`, read from the folder names (orbax writes a
+  step under a temporary name and renames it to the bare number when it is complete)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
 def abstract(tree, sharding=None):
   """ShapeDtypeStructs of a pytree (optionally with a sharding), for restoring into."""
   return jax.tree.map(

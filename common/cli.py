@@ -6,6 +6,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from common import config as cfg
+from common import distributed
 from common import loop
 
 EXIT_CODES = {'SIGINT': 130, 'SIGTERM': 143}
@@ -79,6 +80,14 @@ def quiet_logs():
     logging.set_verbosity(logging.WARNING)
 
 
+def start_distributed():
+  """Joins the other hosts when the environment asks (see common/distributed.py)."""
+  try:
+    return distributed.initialize()
+  except ValueError as e:
+    fail(str(e))
+
+
 def fail(message, code=2):
   print(f'error: {message}', file=sys.stderr)
   sys.exit(code)
@@ -88,6 +97,7 @@ def train_and_evaluate(project, config_flag, workdir, validate, make_task, evalu
   """Validates, trains (resuming), evaluates the final checkpoint; exits non-zero when stopped early."""
   quiet_logs()
   use_compilation_cache()
+  multi_host = start_distributed()
   try:
     config = config_flag.value
     variant = config.get('variant', 'default')
@@ -104,7 +114,11 @@ def train_and_evaluate(project, config_flag, workdir, validate, make_task, evalu
     fail(str(e), code=1)
   if status.startswith('interrupted'):
     sys.exit(EXIT_CODES[status.split(':')[1]])
-  if config.get('eval_at_end', True):
+  if multi_host:   # evaluation writes files and is cheap: one process does it afterwards
+    if distributed.is_chief():
+      print(f'multi-host run: evaluate with `python -m {project}.evaluate --workdir={workdir}` '
+            'on one host')
+  elif config.get('eval_at_end', True):
     evaluate(workdir)
   print(f'done: {workdir}')
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from common import checkpoint as ckpt_lib
 from common import config as config_lib
+from common import distributed
 from common import metrics as metrics_lib
 from common import sharding
 
@@ -70,7 +71,8 @@ def prepare_workdir(config, workdir):
       raise config_lib.ConfigError(
           f'{workdir} holds a run with a different config ({", ".join(changed)}); '
           'use a new --workdir, or change only ' + ', '.join(RESUMABLE_FIELDS))
-  config_lib.save(config, workdir)
+  if distributed.is_chief():
+    config_lib.save(config, workdir)
 
 
 def _early_stopper(config, workdir, start):
@@ -118,7 +120,8 @@ def train(config, workdir, task: Task, mesh=None):
   else:
     print(f'resuming {workdir} from step {start}')
 
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start)
+  writer = (metrics_lib.MetricWriter(workdir, resume_step=start) if distributed.is_chief()
+            else metrics_lib.NullWriter())
   should_stop = _early_stopper(config, workdir, start)
   step_fn = jax.jit(task.train_step, donate_argnums=0,
                     in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl))
@@ -154,7 +157,8 @@ def train(config, workdir, task: Task, mesh=None):
 
   from tqdm import tqdm
   bar = tqdm(total=config.num_steps, initial=start, unit='step', dynamic_ncols=True,
-             disable=not config.get('progress_bar', True), mininterval=1.0,
+             disable=not (config.get('progress_bar', True) and distributed.is_chief()),
+             mininterval=1.0,
              file=sys.stderr)
   try:
     with _Signals() as sig:
@@ -207,13 +211,13 @@ def restore(workdir, init, seed, step=None):
   """The state saved in `workdir` at `step` (default: newest), for evaluation. Returns (state, step)."""
   init_key, _ = jax.random.split(jax.random.PRNGKey(seed))
   repl = sharding.replicated(sharding.make_mesh())
+  saved = ckpt_lib.saved_steps(workdir)   # checked before orbax starts its threads
+  if not saved:
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train first')
+  if step is not None and step not in saved:
+    raise FileNotFoundError(f'no checkpoint for step {step} in {workdir}; saved steps are {saved}')
   ckpt = ckpt_lib.Checkpointer(workdir)
   try:
-    if not ckpt.steps():
-      raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: train first')
-    if step is not None and step not in ckpt.steps():
-      raise FileNotFoundError(f'no checkpoint for step {step} in {workdir}; '
-                              f'saved steps are {ckpt.steps()}')
     state, step = ckpt.restore(ckpt_lib.abstract(jax.eval_shape(init, init_key), repl), step)
   finally:
     ckpt.close()

@@ -33,6 +33,16 @@ class MetricWriter:
     self.tb.close()
 
 
+class NullWriter:
+  """What processes other than 0 of a multi-host run write: nothing."""
+
+  def write(self, step, split, metrics):
+    pass
+
+  def close(self):
+    pass
+
+
 def read(workdir, split=None):
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):

@@ -38,6 +38,12 @@ def run(cmd, timeout=400):
   return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
+def run_env(cmd, env, timeout=400):
+  """`run` with extra environment variables, e.g. XLA_FLAGS for fake devices."""
+  return subprocess.run(cmd, cwd=REPO, env={**ENV, **env}, capture_output=True, text=True,
+                        timeout=timeout)
+
+
 def train_smoke(project, workdir):
   """Trains the smoke config from the command line. Returns (workdir, the finished process)."""
   proc = run(train_cmd(project, workdir))

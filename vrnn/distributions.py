@@ -8,10 +8,12 @@ Output distributions are selected by kind:
   'bernoulli'  independent bits                                params logits
 'gauss' and 'gmm' may carry a Bernoulli pen bit for the last feature (param 'pen_logit').
 """
+import math
+
 import jax
 import jax.numpy as jnp
 
-LOG_2PI = float(jnp.log(2 * jnp.pi))
+LOG_2PI = math.log(2 * math.pi)
 MAX_RHO = 1.0 - 1e-3   # |rho| -> 1 makes the bivariate density singular
 
 
