@@ -1,13 +1,17 @@
-"""A run checkpointed on 8 devices resumes on 1, and one checkpointed on 1 resumes on 8.
+"""Runs move between device counts: checkpoints saved on 8 devices resume on 1 and back, and a
+batch that does not split over the devices is refused before anything runs.
 
 Each leg is its own `python -m vrnn.main` process, since the device count is fixed when jax
 starts: the checkpoint is what carries the run across. Both resumed runs end where a
 1-device run without a break ends (allclose: 8 devices reduce the batch in another order).
 """
+import importlib
+
 import jax
 import numpy as np
 import pytest
 
+from common import config as cfg
 from common import loop
 from configs import vrnn as vrnn_configs
 from tests import helpers
@@ -57,3 +61,13 @@ def test_checkpoint_moves_between_device_counts(tmp_path, ref, first, then):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                _final(work), _final(ref))
   np.testing.assert_allclose(_last_loss(work), _last_loss(ref), rtol=1e-4)
+
+
+@pytest.mark.parametrize('project', ['sps', 'vrnn', 'unsup_video', 'vle', 'selfsup'])
+def test_a_batch_that_does_not_split_over_the_devices_is_refused(project):
+  train = importlib.import_module(f'{project}.train')
+  config = importlib.import_module(f'configs.{project}').get_config('smoke')
+  train.validate(config, num_devices=1)
+  config.batch_size = 4 * 3 * 5 * 7 + 1   # odd, and no symmetry.k or group count divides it
+  with pytest.raises(cfg.ConfigError, match=r'must be divisible by 8 \(the batch is split over 8 devices\)'):
+    train.validate(config, num_devices=8)
