@@ -155,6 +155,19 @@ def print_table(medians, flops, flops_label, name_width, digits):
           (f' {flops / 1e9 / s:{flops_width}.1f}' if flops else ''))
 
 
+def against_one_twin(run_jax, run_torch, rounds, steps, flops, flops_label, digits):
+  """Alternates JAX with a single torch twin, prints the table and the ratio line.
+
+  Returns {'jax_s_per_step', 'torch_s_per_step', 'ratio', 'flops'}.
+  """
+  med = time_rounds({'jax': run_jax, 'torch': run_torch}, rounds, steps, digits=digits)
+  print_table(med, flops, flops_label, name_width=6, digits=digits)
+  ratio = med['torch'] / med['jax']   # (1 / jax s/step) / (1 / torch s/step)
+  print(f'ratio={ratio:.3f}')
+  return {'jax_s_per_step': med['jax'], 'torch_s_per_step': med['torch'], 'ratio': ratio,
+          'flops': flops}
+
+
 def copy_pairs(pairs):
   """Copies each flax array of `pairs` [(torch parameter, flax array)] into its parameter:
   flax Dense kernels are (in, out), torch Linear weights (out, in)."""

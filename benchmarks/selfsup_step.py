@@ -223,15 +223,10 @@ def main(argv=None):
         f'{counted / 1e9:.4g} GFLOP/step; {n} parameters'
         f'{"" if n == jax_params else " (DIFFERENT FROM JAX)"}; first loss {float(loss):.4f}')
 
-  med = harness.time_rounds({'jax': run_jax, 'torch': run_torch}, args.rounds, args.steps,
-                            digits=4)
   flops, label = (counted, 'GFLOP/s (torch count)') if counted else (xla_flops,
                                                                       'GFLOP/s (XLA est.)')
-  harness.print_table(med, flops, label, name_width=6, digits=4)
-  ratio = med['torch'] / med['jax']   # (1 / jax s/step) / (1 / torch s/step)
-  print(f'ratio={ratio:.3f}')
-  return {'jax_s_per_step': med['jax'], 'torch_s_per_step': med['torch'], 'ratio': ratio,
-          'flops': flops}
+  return harness.against_one_twin(run_jax, run_torch, args.rounds, args.steps, flops, label,
+                                  digits=4)
 
 
 if __name__ == '__main__':

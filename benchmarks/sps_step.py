@@ -149,13 +149,8 @@ def main(argv=None):
         f'{counted / 1e9:.4g} GFLOP/step; '
         f'{torch_sps.num_params(tmodel)} parameters; loss {float(loss):.4f}')
 
-  med = harness.time_rounds({'jax': run_jax, 'torch': run_torch}, args.rounds, args.steps,
-                            digits=3)
-  harness.print_table(med, flops, 'GFLOP/s (XLA est.)', name_width=6, digits=3)
-  ratio = med['torch'] / med['jax']   # (1 / jax s/step) / (1 / torch s/step)
-  print(f'ratio={ratio:.3f}')
-  return {'jax_s_per_step': med['jax'], 'torch_s_per_step': med['torch'], 'ratio': ratio,
-          'flops': flops}
+  return harness.against_one_twin(run_jax, run_torch, args.rounds, args.steps, flops,
+                                  'GFLOP/s (XLA est.)', digits=3)
 
 
 if __name__ == '__main__':
