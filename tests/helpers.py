@@ -113,10 +113,11 @@ def assert_cli_fails_in_one_line(project, workdir, override, message):
   assert not os.path.exists(workdir)
 
 
-def assert_sharded_step_matches_one_device(project, atol=1e-5, **overrides):
+def assert_sharded_step_matches_one_device(project, atol=1e-5, outliers=0, outlier_atol=0.0,
+                                           **overrides):
   """Trains `project`'s smoke config (with `overrides`) for 3 steps on 8 fake CPU devices and
   on 1, in a subprocess since the device count is fixed when jax starts: the parameters agree
-  (rtol 1e-4, `atol`)."""
+  (rtol 1e-4, `atol`), except at most `outliers` elements, which agree within `outlier_atol`."""
   script = textwrap.dedent(f'''
       import jax, numpy as np
       from common import loop, sharding
@@ -131,8 +132,11 @@ def assert_sharded_step_matches_one_device(project, atol=1e-5, **overrides):
         state, _ = loop.train(c, WORK + str(n), train.make_task(c),
                               mesh=sharding.make_mesh(jax.devices()[:n]))
         out.append(jax.device_get(state.params))
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol={atol!r}), *out)
-      print('SHARDED_OK')
+      a, b = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(o)]) for o in out)
+      far = np.abs(a - b) > {atol!r} + 1e-4 * np.abs(b)
+      assert far.sum() <= {outliers!r}, (far.sum(), np.flatnonzero(far)[:10], a[far][:10], b[far][:10])
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=max({atol!r}, {outlier_atol!r}))
+      print('SHARDED_OK', far.sum(), 'of', a.size, 'beyond atol')
   ''')
   env = {**ENV, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
   work = str(Path(os.environ.get('TMPDIR', '/tmp')) / f'{project}_shard_{os.getpid()}_')

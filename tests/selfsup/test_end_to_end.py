@@ -174,7 +174,8 @@ def test_train_step_compiles_once_and_batches_are_fresh(small):
 def test_sharded_step_on_8_devices_matches_one_device():
   # BatchNorm in the heads: its statistics are over the global batch on any number of devices.
   # Adam divides each gradient element by its own RMS, so an element whose gradient is at the
-  # float32 noise of the cross-device sums moves by a visible fraction of lr (seen: 5e-5 in 1
-  # of 1152 parameters): atol 2e-4, below the 1.2e-3 that the three warm-up steps' learning
-  # rates add up to.
-  helpers.assert_sharded_step_matches_one_device('selfsup', atol=2e-4)
+  # float32 noise of the cross-device sums moves by a visible fraction of lr (seen: 5e-5 and
+  # 6e-4, each in 1 element). So: all but 4 elements within 1e-5, those 4 within the 2.4e-3
+  # that two opposite runs of the three warm-up steps' learning rates (1.2e-3) can reach.
+  helpers.assert_sharded_step_matches_one_device('selfsup', atol=1e-5, outliers=4,
+                                                 outlier_atol=2.4e-3)
