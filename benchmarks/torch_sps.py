@@ -53,8 +53,9 @@ class Decoder(nn.Module):
   """z (N, z_dim) -> frame logits (N, C, 32, 32)."""
 
   def __init__(self, z_dim, hidden=(16, 32, 64), channels=(256, 128, 64), out_channels=3,
-               base=4, channels_last=True):
+               base=4, channels_last=True, last_relu=False):
     super().__init__()
+    self.last_relu = last_relu
     widths = (z_dim,) + tuple(hidden)
     self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
     self.base, self.c0, self.channels_last = base, channels[0], channels_last
@@ -66,7 +67,8 @@ class Decoder(nn.Module):
     h = z
     for layer in self.hidden:
       h = F.relu(layer(h))
-    h = F.relu(self.fc(h))
+    h = self.fc(h)
+    h = F.relu(h) if self.last_relu else h
     h = h.reshape(h.shape[0], self.base, self.base, self.c0).permute(0, 3, 1, 2)
     if not self.channels_last:
       h = h.contiguous()
@@ -111,12 +113,12 @@ class Prior(nn.Module):
 class SPSTwin(nn.Module):
   def __init__(self, z_dim=3, enc_channels=(64, 128, 256), dec_hidden=(16, 32, 64),
                dec_channels=(256, 128, 64), image_channels=3, prior_width=32, prior_depth=1,
-               channels_last=True):
+               channels_last=True, dec_last_relu=False):
     super().__init__()
     self.channels_last = channels_last
     self.encoder = Encoder(z_dim, enc_channels, image_channels)
     self.decoder = Decoder(z_dim, dec_hidden, dec_channels, image_channels,
-                           channels_last=channels_last)
+                           channels_last=channels_last, last_relu=dec_last_relu)
     self.prior = Prior(z_dim, prior_width, prior_depth)
 
   def to_images(self, frames_nhwc):
@@ -132,7 +134,7 @@ def from_config(config, channels_last=True):
     raise ValueError(f'the torch twin has only the Elman prior, not {m.prior_cell!r}')
   return SPSTwin(m.z_dim, tuple(m.enc_channels), tuple(m.dec_hidden), tuple(m.dec_channels),
                  prior_width=m.prior_width, prior_depth=m.prior_depth,
-                 channels_last=channels_last)
+                 channels_last=channels_last, dec_last_relu=m.dec_last_relu)
 
 
 def num_params(model):

@@ -8,7 +8,8 @@ losses with scaled weights, gradient clipping at 1, rnn_min_context 4.
 """
 import ml_collections
 
-VARIANTS = ('bouncing_ball', 'two_body', 'no_symmetry', 'music', 'smoke')
+VARIANTS = ('bouncing_ball', 'bouncing_ball_cpu', 'two_body', 'two_body_cpu', 'no_symmetry', 'music',
+            'smoke')
 
 
 def get_config(variant='two_body'):
@@ -45,6 +46,8 @@ def get_config(variant='two_body'):
       enc_channels=(64, 128, 256),
       dec_hidden=(16, 32, 64),
       dec_channels=(256, 128, 64),
+      dec_last_relu=False,     # ReLU after the decoder's last Dense (64 -> 4096); the release has none
+      logvar_init=0.0,         # bias of the logvar head at init: -6 starts the posterior std at 0.05
       prior_width=32,
       prior_depth=1,
       prior_cell='rnn',        # 'rnn' (Elman, tanh) or 'gru'
@@ -60,7 +63,10 @@ def get_config(variant='two_body'):
       image_pred=2.62144,
       z_pred=6e-3,
       kl=3.2e-7,
-      rnn_min_context=4,       # frames given before predictions are scored
+      rnn_min_context=4,       # frames always teacher-forced (and, unless score_all, not scored)
+      score_all=False,         # score all T-1 one-step predictions, the forced ones too (release)
+      srs=0.0,                 # consistency g^-1 prior(g z) ~ prior(z) (the release's SRS), weight
+      pred_warmup=0,           # steps over which image_pred, z_pred and srs ramp up from 0
       z_stop_grad_target=True,   # no gradient from the z loss into the encoded target
       z_stop_grad_input=False,   # nor from the prior into the encoder through its input
   ))
@@ -76,7 +82,8 @@ def get_config(variant='two_body'):
       trans_dist='normal',     # 'normal' N(0, s^2) or 'uniform' U(-s, s)
       trans_scale=1.0,
   ))
-  c.optim = ml_collections.ConfigDict(dict(lr=1e-3, grad_clip=1.0, weight_decay=0.0))
+  # lr_decay: the lr is multiplied by this every step (the release: 0.99999; 1 = constant)
+  c.optim = ml_collections.ConfigDict(dict(lr=1e-3, lr_decay=1.0, grad_clip=1.0, weight_decay=0.0))
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=64, rollout_examples=4, traversal_steps=9,
       success_threshold=0.03,  # a seed succeeds when its linear projection MSE is below this
@@ -90,6 +97,8 @@ def get_config(variant='two_body'):
     c.data.num_frames = 25
     c.model.z_dim = 6
     c.symmetry.spec = 'T:0,1,2|3,4,5 R:0,1,2|3,4,5'
+  elif variant in ('bouncing_ball_cpu', 'two_body_cpu'):
+    cpu_sized(c, two_body=variant == 'two_body_cpu')
   elif variant == 'no_symmetry':
     c.symmetry.k = 0
   elif variant == 'music':
@@ -120,3 +129,21 @@ def get_config(variant='two_body'):
     c.eval.rollout_examples = 2
     c.eval.traversal_steps = 5
   return c
+
+
+def cpu_sized(c, two_body=False):
+  """8 seeds of a quarter-width model on shorter sequences, sized for a 2-core CPU."""
+  c.num_seeds = 8
+  c.batch_size = 8
+  c.data.num_frames = 12
+  c.model.enc_channels = (8, 16, 32)
+  c.model.dec_channels = (32, 16, 8)
+  c.schedule.kind = 'linear'
+  c.schedule.duration = 3000
+  c.num_steps = 6000
+  c.eval_every = 250
+  c.checkpoint.every = 500
+  if two_body:
+    c.data.scene = 'two_body'
+    c.model.z_dim = 6
+    c.symmetry.spec = 'T:0,1,2|3,4,5 R:0,1,2|3,4,5'

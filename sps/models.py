@@ -19,13 +19,20 @@ class Encoder(nn.Module):
   z_dim: int
   channels: Sequence[int] = (64, 128, 256)
   conv_impl: str = 'auto'
+  logvar_init: float = 0.0    # the logvar head's bias at init (negative: a low-noise start)
 
   @nn.compact
   def __call__(self, x):
     for c in self.channels:
       x = nn.relu(Conv(c, (4, 4), (2, 2), padding=1, impl=self.conv_impl, kernel_init=HE)(x))
     x = x.reshape(x.shape[0], -1)
-    return nn.Dense(self.z_dim, name='mu')(x), nn.Dense(self.z_dim, name='logvar')(x)
+    return nn.Dense(self.z_dim, name='mu')(x), logvar_head(self.z_dim, self.logvar_init)(x)
+
+
+def logvar_head(z_dim, bias):
+  """The logvar Dense, its bias starting at `bias`. At init mu varies across frames by only
+  ~0.03 per dim, so with std exp(0/2) = 1 the decoder sees noise; a negative bias lets it see z."""
+  return nn.Dense(z_dim, name='logvar', bias_init=nn.initializers.constant(bias))
 
 
 class Decoder(nn.Module):
@@ -35,13 +42,15 @@ class Decoder(nn.Module):
   out_channels: int = 3
   base: int = 4
   conv_impl: str = 'auto'
+  last_relu: bool = False     # ReLU after the last Dense (64 -> 4096); the release has none
 
   @nn.compact
   def __call__(self, z):
     h = z
     for w in self.hidden:
       h = nn.relu(nn.Dense(w, kernel_init=HE)(h))
-    h = nn.relu(nn.Dense(self.base * self.base * self.channels[0], kernel_init=HE)(h))
+    h = nn.Dense(self.base * self.base * self.channels[0], kernel_init=HE)(h)
+    h = nn.relu(h) if self.last_relu else h
     h = h.reshape(h.shape[0], self.base, self.base, self.channels[0])
     outs = list(self.channels[1:]) + [self.out_channels]
     for i, c in enumerate(outs):
@@ -56,13 +65,14 @@ class MLPEncoder(nn.Module):
   """Frames (N, ...) -> (mu, logvar): flatten, ReLU MLP. For the music spectrograms."""
   z_dim: int
   hidden: Sequence[int] = (512, 128)
+  logvar_init: float = 0.0
 
   @nn.compact
   def __call__(self, x):
     x = x.reshape(x.shape[0], -1)
     for w in self.hidden:
       x = nn.relu(nn.Dense(w, kernel_init=HE)(x))
-    return nn.Dense(self.z_dim, name='mu')(x), nn.Dense(self.z_dim, name='logvar')(x)
+    return nn.Dense(self.z_dim, name='mu')(x), logvar_head(self.z_dim, self.logvar_init)(x)
 
 
 class MLPDecoder(nn.Module):
@@ -160,19 +170,21 @@ class SPS(nn.Module):
   prior_init: str = 'default'
   prior_init_noise: float = 0.01
   conv_impl: str = 'auto'
+  dec_last_relu: bool = False
+  logvar_init: float = 0.0
   arch: str = 'conv'                       # 'conv' (32x32 images) or 'mlp' (any frame shape)
   frame_shape: Sequence[int] = (32, 32, 3)
   mlp_hidden: Sequence[int] = (512, 128)
 
   def setup(self):
     if self.arch == 'mlp':
-      self.encoder = MLPEncoder(self.z_dim, self.mlp_hidden)
+      self.encoder = MLPEncoder(self.z_dim, self.mlp_hidden, self.logvar_init)
       self.decoder = MLPDecoder(self.frame_shape,
                                 tuple(self.dec_hidden) + tuple(reversed(self.mlp_hidden)))
     else:
-      self.encoder = Encoder(self.z_dim, self.enc_channels, self.conv_impl)
+      self.encoder = Encoder(self.z_dim, self.enc_channels, self.conv_impl, self.logvar_init)
       self.decoder = Decoder(self.dec_hidden, self.dec_channels, self.image_channels,
-                             conv_impl=self.conv_impl)
+                             conv_impl=self.conv_impl, last_relu=self.dec_last_relu)
     self.prior = Prior(self.z_dim, self.prior_width, self.prior_depth, self.prior_cell,
                        self.prior_dropout, self.prior_init, self.prior_init_noise)
 

@@ -22,6 +22,7 @@ from absl import flags
 from common import cli
 from common import config as cfg
 from common import loop
+from common import metrics as metrics_lib
 from sps import evaluate as sps_evaluate
 from sps import train
 
@@ -101,6 +102,26 @@ def seed_values(metrics, metric):
                         f'{", ".join(sorted(per_seed))}')
 
 
+def escape_steps(records, num_seeds, max_ratio):
+  """Per seed, the first eval step at which its self-recon ratio fell below max_ratio (it left
+  the mean-frame plateau), or None if it never did; records are metrics.jsonl's eval events."""
+  key = lambda i: f'self_recon_ratio/seed{i}' if num_seeds > 1 else 'self_recon_ratio'
+  out = []
+  for i in range(num_seeds):
+    steps = [r['step'] for r in sorted(records, key=lambda r: r['step'])
+             if r.get(key(i), np.inf) < max_ratio]
+    out.append(steps[0] if steps else None)
+  return out
+
+
+def escape_summary(steps):
+  """'n/N by step s (median)' for escape_steps' list."""
+  left = sorted(s for s in steps if s is not None)
+  if not left:
+    return f'0/{len(steps)}'
+  return f'{len(left)}/{len(steps)}, median step {int(np.median(left))}, last {left[-1]}'
+
+
 def higher_is_better(metric):
   """R² and rates improve upwards; losses and MSEs downwards."""
   return 'r2' in metric or 'rate' in metric
@@ -109,14 +130,16 @@ def higher_is_better(metric):
 def table(results, metric, threshold):
   """The markdown comparison table."""
   lines = [f'| group | seeds | success rate (< {threshold}) | median {metric} | '
-           '25% / 75% | best | collapsed (detector) |', '|---|---|---|---|---|---|---|']
+           '25% / 75% | best | collapsed (detector) | left the plateau |',
+           '|---|---|---|---|---|---|---|---|']
   best = np.max if higher_is_better(metric) else np.min
   for name, r in results.items():
     v = np.asarray(r['values'])
     lp = np.asarray(r['per_seed']['linear_projection_mse'])
     q1, q3 = np.percentile(v, [25, 75])
     lines.append(f'| {name} | {len(v)} | {np.mean(lp < threshold):.0%} | {np.median(v):.4g} | '
-                 f'{q1:.4g} / {q3:.4g} | {best(v):.4g} | {r["collapsed_seeds"]} |')
+                 f'{q1:.4g} / {q3:.4g} | {best(v):.4g} | {r["collapsed_seeds"]} | '
+                 f'{escape_summary(r.get("escape_steps", []))} |')
   return '\n'.join(lines)
 
 
@@ -147,7 +170,9 @@ def run_sweep(config, workdir, sweeps, metric):
       sps_evaluate.evaluate(gdir, c.num_steps)
     m = json.load(open(final))
     results[name] = {'values': seed_values(m, metric).tolist(), 'per_seed': m['per_seed'],
-                     'collapsed_seeds': m['collapsed_seeds'], 'workdir': gdir}
+                     'collapsed_seeds': m['collapsed_seeds'], 'workdir': gdir,
+                     'escape_steps': escape_steps(metrics_lib.read(gdir, 'eval'), c.num_seeds,
+                                                  c.collapse.max_ratio)}
   threshold = config.eval.success_threshold
   md = table(results, metric, threshold)
   with open(os.path.join(workdir, 'results.md'), 'w') as f:

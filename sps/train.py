@@ -5,6 +5,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from common import config as cfg
 from common import data as data_lib
@@ -39,10 +40,11 @@ def validate(config, num_devices=None):
     cfg.check_positive(config, f)
   for f in ('optim.grad_clip', 'optim.weight_decay', 'loss.self_recon', 'loss.image_pred',
             'loss.z_pred', 'loss.kl', 'symmetry.k', 'symmetry.trans_scale',
-            'model.prior_init_noise', 'collapse.check_step'):
+            'model.prior_init_noise', 'collapse.check_step', 'loss.srs', 'loss.pred_warmup'):
     cfg.check_positive(config, f, allow_zero=True)
   cfg.check_range(config, 'symmetry.p_identity', 0.0, 1.0)
   cfg.check_range(config, 'data.reverse_prob', 0.0, 1.0)
+  cfg.check_range(config, 'optim.lr_decay', 0.5, 1.0)
   cfg.check_range(config, 'model.prior_dropout', 0.0, 0.95)
   cfg.check_range(config, 'loss.rnn_min_context', 1, config.data.num_frames - 1)
   cfg.check_divisible(config, 'batch_size', num_devices,
@@ -79,7 +81,8 @@ def make_model(config, frame_shape=None):
              dec_channels=tuple(m.dec_channels), prior_width=m.prior_width,
              prior_depth=m.prior_depth, prior_cell=m.prior_cell, prior_dropout=m.prior_dropout,
              prior_init=m.prior_init, prior_init_noise=m.prior_init_noise,
-             conv_impl=config.conv_impl, arch=m.arch, frame_shape=frame_shape,
+             conv_impl=config.conv_impl, dec_last_relu=m.dec_last_relu,
+             logvar_init=m.logvar_init, arch=m.arch, frame_shape=frame_shape,
              mlp_hidden=tuple(m.mlp_hidden))
 
 
@@ -90,8 +93,9 @@ def frame_shape_of(config):
 
 
 def make_optimizer(config):
-  return train_state.make_optimizer(config.optim.lr, config.optim.grad_clip,
-                                    config.optim.weight_decay)
+  o = config.optim
+  lr = o.lr if o.lr_decay == 1.0 else optax.exponential_decay(o.lr, 1, o.lr_decay)
+  return train_state.make_optimizer(lr, o.grad_clip, o.weight_decay)
 
 
 def load_data(config, split, heldout=None):
@@ -118,51 +122,61 @@ def load_data(config, split, heldout=None):
   return {k: np.asarray(v, np.int32 if k == 'timbre' else np.float32) for k, v in data.items()}
 
 
+def teacher_mask(key, p_teacher, batch, steps, context):
+  """(batch, steps) bool: feed the prior the encoded frame (True) or its own last guess; the
+  first `context` inputs are always the encoded frames."""
+  return jax.random.bernoulli(key, p_teacher, (batch, steps)) | (jnp.arange(steps) < context)[None]
+
+
 def prediction_losses(predict, decode, z, x, g, key, p_teacher, context, kind='mse',
-                      stop_grad_target=True, stop_grad_input=False):
-  """One prior path: predict z[c:] from g.z, map back with g^-1, score in z and in pixels.
+                      stop_grad_target=True, stop_grad_input=False, score_all=False,
+                      teacher=None):
+  """One prior path: predict z[1:] from g.z, map back with g^-1, score in z and in pixels.
 
   predict(z_in, teacher, key) -> predictions of z_in[1:]; decode(z) -> frame logits.
   z: (B, T, d) encoded sequences; x: (B, T, ...) frames; g: batched (A, b), or None for
-  the identity path. The prior is unrolled once per path. stop_grad_target: no gradient
+  the identity path. The prior is unrolled once per path. The predictions of z[context:] are
+  scored, or all T-1 of them with score_all (the release). stop_grad_target: no gradient
   from the z loss into the encoded target (the log: prevents collapse); stop_grad_input:
-  none from the prior into the encoder through its input either. Returns (z loss, image loss).
+  none from the prior into the encoder through its input either. teacher: a given
+  teacher_mask (else drawn from key with p_teacher). Returns (z loss, image loss, the scored
+  predictions mapped back by g^-1: (B, T - first, d)).
   """
   b, t, d = z.shape
   k_teacher, k_prior = jax.random.split(key)
   z_in = jax.lax.stop_gradient(z) if stop_grad_input else z
   z_in = z_in if g is None else jax.vmap(symmetry.act)(g, z_in)
-  teacher = (jax.random.bernoulli(k_teacher, p_teacher, (b, t - 1)) |
-             (jnp.arange(t - 1) < context)[None])
+  if teacher is None:
+    teacher = teacher_mask(k_teacher, p_teacher, b, t - 1, context)
   z_hat = predict(z_in[:, :-1], teacher, k_prior)
   if g is not None:
     z_hat = jax.vmap(symmetry.act_inverse)(g, z_hat)
-  z_pred = z_hat[:, context - 1:]
-  target = jax.lax.stop_gradient(z[:, context:]) if stop_grad_target else z[:, context:]
+  first = 1 if score_all else context
+  z_pred = z_hat[:, first - 1:]
+  target = jax.lax.stop_gradient(z[:, first:]) if stop_grad_target else z[:, first:]
   z_loss = jnp.mean((z_pred - target) ** 2)
   logits = decode(z_pred.reshape(-1, d))
-  img_loss = losses.reconstruction(logits, x[:, context:].reshape(logits.shape), kind)
-  return z_loss, img_loss
+  img_loss = losses.reconstruction(logits, x[:, first:].reshape(logits.shape), kind)
+  return z_loss, img_loss, z_pred
 
 
-def symmetry_paths(config, key, z, x):
-  """[(name, g, z, x)] for each symmetry path: batch/k sequences, each with k transforms."""
+def symmetry_paths(config, key, b):
+  """[(name, g, idx)] for each symmetry path: batch/k sequences (rows idx of the batch of b),
+  each with k transforms."""
   s = config.symmetry
   if not s.k:
     return []
   groups = symmetry.parse(s.spec, config.model.z_dim)
-  b = z.shape[0]
   idx = jnp.repeat(jnp.arange(b // s.k), s.k)
-  z, x = z[idx], x[idx]
   sample = functools.partial(symmetry.sample_transform, z_dim=config.model.z_dim,
                              p_identity=s.p_identity, trans_dist=s.trans_dist,
                              trans_scale=s.trans_scale)
   if s.mode == 'each':
     keys = jax.random.split(key, len(groups))
     return [(str(grp), jax.vmap(lambda k, grp=grp: sample(k, (grp,), mode='sample'))(
-        jax.random.split(kg, b)), z, x) for kg, grp in zip(keys, groups)]
+        jax.random.split(kg, b)), idx) for kg, grp in zip(keys, groups)]
   g = jax.vmap(lambda k: sample(k, groups, mode=s.mode))(jax.random.split(key, b))
-  return [('symmetry', g, z, x)]
+  return [('symmetry', g, idx)]
 
 
 def reverse_time(key, x, p):
@@ -171,10 +185,22 @@ def reverse_time(key, x, p):
   return jnp.where(flip, x[:, ::-1], x)
 
 
-def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True, train=True):
-  """Total loss and its terms for one seed's params and a batch of sequences x (B, T, ...)."""
+def pred_scale(step, warmup):
+  """Weight of the prediction terms at `step`: a linear ramp from 0 over `warmup` steps, so
+  the decoder first learns to draw the ball from z (self-recon alone) before it must also
+  decode the untrained prior's guesses, which hold it on the mean frame."""
+  if not warmup:
+    return jnp.ones((), jnp.float32)
+  return jnp.clip(jnp.asarray(step, jnp.float32) / warmup, 0.0, 1.0)
+
+
+def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True, train=True,
+            pred_weight=1.0):
+  """Total loss and its terms for one seed's params and a batch of sequences x (B, T, ...).
+
+  pred_weight scales every prediction term (z, image and consistency; the warm-up)."""
   b, t = x.shape[:2]
-  k_eps, k_rev, k_sym, k_paths = jax.random.split(key, 4)
+  k_eps, k_rev, k_sym, k_paths, k_teach = jax.random.split(key, 5)
   if train and config.data.reverse_prob:
     x = reverse_time(k_rev, x, config.data.reverse_prob)
   flat = x.reshape((b * t,) + x.shape[2:])
@@ -188,20 +214,28 @@ def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True, train=
     terms['kl'] = losses.kl_to_standard_normal(mu, logvar)
     total += w.kl * terms['kl']
   z = z.reshape(b, t, -1)
-  paths = [('identity', None, z, x)]
+  paths = [('identity', None, jnp.arange(b))]
   if with_symmetry:
-    paths += symmetry_paths(config, k_sym, z, x)
+    paths += symmetry_paths(config, k_sym, b)
+  # one teacher mask for the batch: a transformed copy of a sequence is fed as its original is
+  teacher = teacher_mask(k_teach, p_teacher, b, t - 1, w.rnn_min_context)
 
   def predict(z_in, teacher, k):
     return model.apply(params, z_in, teacher, not train, method=SPS.predict, rngs={'dropout': k})
 
   decode = functools.partial(model.apply, params, method=SPS.decode)
-  for (name, g, zp, xp), kp in zip(paths, jax.random.split(k_paths, len(paths))):
-    z_loss, img_loss = prediction_losses(predict, decode, zp, xp, g, kp, p_teacher,
-                                         w.rnn_min_context, w.kind, w.z_stop_grad_target,
-                                         w.z_stop_grad_input)
+  for (name, g, idx), kp in zip(paths, jax.random.split(k_paths, len(paths))):
+    z_loss, img_loss, z_hat = prediction_losses(
+        predict, decode, z[idx], x[idx], g, kp, p_teacher, w.rnn_min_context, w.kind,
+        w.z_stop_grad_target, w.z_stop_grad_input, w.score_all, teacher[idx])
     terms[f'z_pred/{name}'], terms[f'image_pred/{name}'] = z_loss, img_loss
-    total += w.z_pred * z_loss + w.image_pred * img_loss   # paths add up, not averaged
+    # paths add up, not averaged
+    total += pred_weight * (w.z_pred * z_loss + w.image_pred * img_loss)
+    if g is None:
+      z_hat_identity = z_hat
+    elif w.srs:   # g^-1 prior(g z) should equal prior(z) itself, not only the data
+      terms[f'srs/{name}'] = jnp.mean((z_hat - z_hat_identity[idx]) ** 2)
+      total += pred_weight * w.srs * terms[f'srs/{name}']
   terms['loss'] = total
   return total, terms
 
@@ -277,12 +311,14 @@ def make_train_step(config, model, tx):
   def one_seed(state, frames, key):
     key = jax.random.fold_in(key, state.step)   # a fresh key per step, never reused
     p = losses.teacher_prob(state.step, config.schedule.kind, config.schedule.duration)
-    grads, terms = jax.grad(loss_fn, has_aux=True)(state.params, model, config, frames, key, p)
+    scale = pred_scale(state.step, config.loss.pred_warmup)
+    grads, terms = jax.grad(loss_fn, has_aux=True)(state.params, model, config, frames, key, p,
+                                                   pred_weight=scale)
     new, norms = train_state.apply_gradients(state, grads, tx)
     ok = jnp.isfinite(terms['loss']) & jnp.isfinite(norms['grad_norm'])
     new = new.replace(params=_where(ok, new.params, state.params),
                       opt_state=_where(ok, new.opt_state, state.opt_state))
-    return new, {**terms, **norms, 'teacher_prob': p}, ok
+    return new, {**terms, **norms, 'teacher_prob': p, 'pred_weight': scale}, ok
 
   def train_step(state, batch, key):
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(config.num_seeds))

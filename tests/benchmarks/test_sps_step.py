@@ -108,7 +108,7 @@ def test_twin_loss_matches_jax_loss():
       lambda z_in, teacher, key: model.apply(p, z_in, teacher, method=SPS.predict),
       functools.partial(model.apply, p, method=SPS.decode),
       z, frames, g, jax.random.PRNGKey(0), 1.0, c))(params, z.numpy(), tuple(a.numpy() for a in g))
-  np.testing.assert_allclose([float(v) for v in t_losses], [float(v) for v in j_losses],
+  np.testing.assert_allclose([float(v) for v in t_losses], [float(v) for v in j_losses[:2]],
                              rtol=1e-4)
 
 

@@ -223,8 +223,9 @@ def test_sweep_groups_are_the_product_with_readable_names():
 def test_sweep_table_by_hand():
   results = {'a': {'values': [0.01, 0.02, 0.5, 0.04],
                    'per_seed': {'linear_projection_mse': [0.01, 0.02, 0.5, 0.04]},
-                   'collapsed_seeds': 1}}
+                   'collapsed_seeds': 1, 'escape_steps': [300, None, 100, 200]}}
   md = sweep.table(results, 'linear_projection_mse', 0.03).splitlines()
-  assert md[2] == '| a | 4 | 50% | 0.03 | 0.0175 / 0.155 | 0.01 | 1 |'
+  assert md[2] == ('| a | 4 | 50% | 0.03 | 0.0175 / 0.155 | 0.01 | 1 | '
+                   '3/4, median step 200, last 300 |')
   md = sweep.table(results, 'pitch_r2_heldout', 0.03).splitlines()
-  assert md[2].endswith('| 0.5 | 1 |')                       # the best R² is the largest
+  assert md[2].endswith('| 0.5 | 1 | 3/4, median step 200, last 300 |')   # best R²: the largest

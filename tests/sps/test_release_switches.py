@@ -1,0 +1,154 @@
+"""The released recipe's switches and the plateau escape: scoring every one-step prediction,
+the SRS consistency term, per-step lr decay, the decoder's linear last Dense, the logvar head's
+init, the prediction warm-up, and the sweep's escape-step read-out."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import sps as sps_configs
+from sps import sweep
+from sps import train
+from sps.models import SPS, Decoder
+from tests import helpers
+
+
+def smoke(**overrides):
+  return helpers.set_fields(sps_configs.get_config('smoke'), overrides)
+
+
+def persist(z_in, teacher, key):
+  """A toy prior that predicts z[t+1] = z[t] (its input)."""
+  del teacher, key
+  return z_in
+
+
+@pytest.mark.parametrize('score_all', [False, True])
+def test_score_all_scores_every_one_step_prediction(score_all):
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 2))
+  x = jax.random.uniform(jax.random.PRNGKey(1), (3, 7, 2, 2, 1))
+  decode = lambda zz: jnp.zeros((zz.shape[0], 2, 2, 1))
+  context = 3
+  z_loss, img_loss, z_hat = train.prediction_losses(
+      persist, decode, z, x, None, jax.random.PRNGKey(2), 1.0, context, kind='mse_linear',
+      score_all=score_all)
+  first = 1 if score_all else context
+  assert z_hat.shape == (3, 7 - first, 2)
+  # by hand: the persistence prior's error is the step z[t+1] - z[t] over the scored steps
+  np.testing.assert_allclose(z_loss, np.mean((z[:, first:] - z[:, first - 1:-1]) ** 2), rtol=1e-6)
+  np.testing.assert_allclose(img_loss, np.mean(np.asarray(x[:, first:]) ** 2), rtol=1e-6)
+
+
+def _loss_terms(config, seed=0, **kw):
+  model, _, init = train.make_init(config)
+  params = train.seed_params(init(jax.random.PRNGKey(seed)).params, 0)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 32, 32, 3))
+  return jax.jit(lambda p: train.loss_fn(p, model, config, x, jax.random.PRNGKey(2), 0.5,
+                                         **kw))(params)
+
+
+def test_srs_is_zero_for_identity_transforms_and_adds_to_the_loss():
+  # identity transforms: the symmetry path sees the same sequences and the same teacher mask
+  same = smoke(**{'loss.srs': 2.0, 'symmetry.p_identity': 1.0})
+  _, terms = _loss_terms(same)
+  assert float(terms['srs/symmetry']) < 1e-12
+  np.testing.assert_allclose(terms['image_pred/symmetry'], terms['image_pred/identity'], rtol=1e-6)
+  moved = smoke(**{'loss.srs': 2.0, 'symmetry.p_identity': 0.0})
+  total, terms = _loss_terms(moved)
+  assert float(terms['srs/symmetry']) > 1e-6
+  off_total, off_terms = _loss_terms(smoke(**{'loss.srs': 0.0, 'symmetry.p_identity': 0.0}))
+  assert 'srs/symmetry' not in off_terms
+  np.testing.assert_allclose(total, off_total + 2.0 * terms['srs/symmetry'], rtol=1e-5)
+
+
+def test_srs_has_one_term_per_group_path():
+  _, terms = _loss_terms(smoke(**{'loss.srs': 1.0, 'symmetry.mode': 'each', 'symmetry.k': 2}))
+  assert {'srs/T:0,2', 'srs/R:0,2'} <= set(terms)
+
+
+def test_lr_decays_by_the_factor_every_step():
+  # Adam on a constant gradient moves each step by exactly its learning rate
+  config = smoke(**{'optim.lr': 0.1, 'optim.lr_decay': 0.5, 'optim.grad_clip': 0.0})
+  tx = train.make_optimizer(config)
+  params = jnp.zeros(3)
+  state = tx.init(params)
+  for n in range(4):
+    updates, state = tx.update(jnp.ones(3), state, params)
+    np.testing.assert_allclose(updates, -0.1 * 0.5 ** n * np.ones(3), rtol=1e-4)
+  const = train.make_optimizer(smoke(**{'optim.lr': 0.1, 'optim.grad_clip': 0.0}))
+  s = const.init(params)
+  for _ in range(3):
+    updates, s = const.update(jnp.ones(3), s, params)
+  np.testing.assert_allclose(updates, -0.1 * np.ones(3), rtol=1e-4)
+
+
+@pytest.mark.parametrize('last_relu', [True, False])
+def test_decoder_last_dense_is_linear_unless_asked(last_relu):
+  dec = Decoder(hidden=(4,), channels=(8, 4), base=4, last_relu=last_relu, conv_impl='lax')
+  params = dec.init(jax.random.PRNGKey(0), jnp.zeros((2, 3)))
+  # push the last Dense's outputs far below zero: a ReLU then hides z entirely
+  last = params['params']['Dense_1']
+  params['params']['Dense_1'] = {'kernel': last['kernel'], 'bias': jnp.full_like(last['bias'], -1e3)}
+  z = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
+  out = dec.apply(params, z)
+  assert out.shape == (2, 16, 16, 3)
+  same = np.allclose(out[0], out[1])
+  assert same == last_relu
+
+
+def test_logvar_init_sets_the_starting_posterior_noise():
+  config = smoke(**{'model.logvar_init': -6.0})
+  model, _, init = train.make_init(config)
+  params = train.seed_params(init(jax.random.PRNGKey(0)).params, 0)
+  np.testing.assert_array_equal(params['params']['encoder']['logvar']['bias'], -6.0)
+  # a blank frame reaches the heads as zeros (conv biases start at 0): logvar is the bias
+  mu, logvar = model.apply(params, jnp.zeros((1, 32, 32, 3)), method=SPS.encode)
+  np.testing.assert_allclose(logvar, -6.0, atol=1e-6)
+  default = train.seed_params(train.make_init(smoke())[2](jax.random.PRNGKey(0)).params, 0)
+  np.testing.assert_array_equal(default['params']['encoder']['logvar']['bias'], 0.0)
+
+
+def test_prediction_warmup_ramps_the_prediction_terms():
+  np.testing.assert_allclose([float(train.pred_scale(s, 100)) for s in (0, 25, 100, 400)],
+                             [0.0, 0.25, 1.0, 1.0])
+  assert float(train.pred_scale(0, 0)) == 1.0
+  config = smoke(**{'symmetry.k': 0})
+  total0, terms = _loss_terms(config, pred_weight=0.0)
+  w = config.loss
+  np.testing.assert_allclose(total0, w.self_recon * terms['self_recon'] + w.kl * terms['kl'],
+                             rtol=1e-6)
+  total1, _ = _loss_terms(config, pred_weight=1.0)
+  np.testing.assert_allclose(total1, total0 + w.z_pred * terms['z_pred/identity'] +
+                             w.image_pred * terms['image_pred/identity'], rtol=1e-5)
+
+
+def test_train_step_reports_the_warmup_weight():
+  config = smoke(**{'loss.pred_warmup': 4})
+  model, tx, init = train.make_init(config)
+  step = jax.jit(train.make_train_step(config, model, tx))
+  state = init(jax.random.PRNGKey(0))
+  frames = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 32, 32, 3))
+  weights = []
+  for i in range(3):
+    state, m = step(state, {'frames': frames}, jax.random.PRNGKey(i))
+    weights.append(float(m['pred_weight']))
+  assert weights == [0.0, 0.25, 0.5]
+
+
+def test_escape_steps_by_hand():
+  records = [{'step': 100, 'self_recon_ratio/seed0': 0.9, 'self_recon_ratio/seed1': 0.4},
+             {'step': 300, 'self_recon_ratio/seed0': 0.3, 'self_recon_ratio/seed1': 0.2},
+             {'step': 200, 'self_recon_ratio/seed0': 0.6, 'self_recon_ratio/seed1': 0.45}]
+  assert sweep.escape_steps(records, 2, 0.5) == [300, 100]
+  assert sweep.escape_steps(records, 2, 0.1) == [None, None]
+  assert sweep.escape_steps([{'step': 5, 'self_recon_ratio': 0.2}], 1, 0.5) == [5]
+  assert sweep.escape_summary([300, 100, None]) == '2/3, median step 200, last 300'
+  assert sweep.escape_summary([None]) == '0/1'
+
+
+@pytest.mark.parametrize('variant', ['bouncing_ball_cpu', 'two_body_cpu'])
+def test_cpu_variants_validate(variant):
+  c = sps_configs.get_config(variant)
+  train.validate(c, num_devices=1)
+  assert c.num_seeds == 8
