@@ -20,11 +20,16 @@ class Encoder(nn.Module):
   channels: Sequence[int] = (64, 128, 256)
   conv_impl: str = 'auto'
   logvar_init: float = 0.0    # the logvar head's bias at init (negative: a low-noise start)
+  leak: float = 0.0           # negative slope of the activations (0: ReLU, the paper's)
 
   @nn.compact
   def __call__(self, x):
     for c in self.channels:
-      x = nn.relu(Conv(c, (4, 4), (2, 2), padding=1, impl=self.conv_impl, kernel_init=HE)(x))
+      x = Conv(c, (4, 4), (2, 2), padding=1, impl=self.conv_impl, kernel_init=HE)(x)
+      # A unit a ReLU has switched off for every frame gets no gradient again: early on,
+      # while z only adds noise to the decoder's output, Adam pushes whole layers there and z
+      # collapses for good. A small negative slope keeps every unit trainable.
+      x = nn.leaky_relu(x, self.leak) if self.leak else nn.relu(x)
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.z_dim, name='mu')(x), logvar_head(self.z_dim, self.logvar_init)(x)
 
@@ -43,6 +48,7 @@ class Decoder(nn.Module):
   base: int = 4
   conv_impl: str = 'auto'
   last_relu: bool = False     # ReLU after the last Dense (64 -> 4096); the release has none
+  pixel_bias: bool = False    # a learned per-pixel bias on the output logits
 
   @nn.compact
   def __call__(self, z):
@@ -58,6 +64,8 @@ class Decoder(nn.Module):
                         kernel_init=HE if i < len(outs) - 1 else nn.initializers.lecun_normal())(h)
       if i < len(outs) - 1:
         h = nn.relu(h)
+    if self.pixel_bias:
+      h = h + self.param('pixel_bias', nn.initializers.zeros, h.shape[1:])
     return h
 
 
@@ -171,6 +179,8 @@ class SPS(nn.Module):
   prior_init_noise: float = 0.01
   conv_impl: str = 'auto'
   dec_last_relu: bool = False
+  dec_pixel_bias: bool = False
+  enc_leak: float = 0.0
   logvar_init: float = 0.0
   arch: str = 'conv'                       # 'conv' (32x32 images) or 'mlp' (any frame shape)
   frame_shape: Sequence[int] = (32, 32, 3)
@@ -182,9 +192,11 @@ class SPS(nn.Module):
       self.decoder = MLPDecoder(self.frame_shape,
                                 tuple(self.dec_hidden) + tuple(reversed(self.mlp_hidden)))
     else:
-      self.encoder = Encoder(self.z_dim, self.enc_channels, self.conv_impl, self.logvar_init)
+      self.encoder = Encoder(self.z_dim, self.enc_channels, self.conv_impl, self.logvar_init,
+                             self.enc_leak)
       self.decoder = Decoder(self.dec_hidden, self.dec_channels, self.image_channels,
-                             conv_impl=self.conv_impl, last_relu=self.dec_last_relu)
+                             conv_impl=self.conv_impl, last_relu=self.dec_last_relu,
+                             pixel_bias=self.dec_pixel_bias)
     self.prior = Prior(self.z_dim, self.prior_width, self.prior_depth, self.prior_cell,
                        self.prior_dropout, self.prior_init, self.prior_init_noise)
 

@@ -45,12 +45,15 @@ def validate(config, num_devices=None):
   cfg.check_range(config, 'symmetry.p_identity', 0.0, 1.0)
   cfg.check_range(config, 'data.reverse_prob', 0.0, 1.0)
   cfg.check_range(config, 'optim.lr_decay', 0.5, 1.0)
+  cfg.check_range(config, 'model.enc_leak', 0.0, 1.0)
   cfg.check_range(config, 'model.prior_dropout', 0.0, 0.95)
   cfg.check_range(config, 'loss.rnn_min_context', 1, config.data.num_frames - 1)
   cfg.check_divisible(config, 'batch_size', num_devices,
                       f'the batch is split over {num_devices} devices')
   cfg.check(config.data.num_train >= config.batch_size, 'data.num_train', config.data.num_train,
             f'must be >= batch_size ({config.batch_size})')
+  cfg.check(not (config.model.dec_mean_init and config.model.arch == 'mlp'),
+            'model.dec_mean_init', True, 'the mlp decoder has a per-output bias already')
   if config.data.scene == 'music':
     cfg.check(config.model.arch == 'mlp', 'model.arch', config.model.arch,
               'music spectrograms need the mlp encoder/decoder (model.arch=mlp)')
@@ -82,6 +85,7 @@ def make_model(config, frame_shape=None):
              prior_depth=m.prior_depth, prior_cell=m.prior_cell, prior_dropout=m.prior_dropout,
              prior_init=m.prior_init, prior_init_noise=m.prior_init_noise,
              conv_impl=config.conv_impl, dec_last_relu=m.dec_last_relu,
+             dec_pixel_bias=m.dec_mean_init, enc_leak=m.enc_leak,
              logvar_init=m.logvar_init, arch=m.arch, frame_shape=frame_shape,
              mlp_hidden=tuple(m.mlp_hidden))
 
@@ -248,12 +252,15 @@ def seed_keys(key, num_seeds):
   return key[None] if num_seeds == 1 else jax.random.split(key, num_seeds)
 
 
-def make_init(config, frame_shape=None, source_params=None):
+def make_init(config, frame_shape=None, source_params=None, mean_logits=None):
   """(model, optimizer, init_state(key) -> TrainState stacked over config.num_seeds).
 
   Every leaf of the state has a leading seed axis (size num_seeds, also for one seed), so one
   code path trains, checkpoints and evaluates any number of random inits. source_params
   (stacked over 1 or num_seeds seeds) are embedded into the fresh parameters (see embed).
+  mean_logits (the logits of the training mean frame) start the decoder's per-pixel bias
+  when model.dec_mean_init is set: the decoder then draws the background from step 0 instead
+  of spending its first ~1000 Adam steps (lr 1e-3 moves a weight ~1e-3 a step) on it.
   """
   frame_shape = frame_shape or frame_shape_of(config)
   model, tx = make_model(config, frame_shape), make_optimizer(config)
@@ -261,6 +268,8 @@ def make_init(config, frame_shape=None, source_params=None):
 
   def init_one(key, src):
     params = model.init(key, example)
+    if config.model.dec_mean_init and mean_logits is not None:
+      params = set_pixel_bias(params, mean_logits)
     if src is not None:
       params = embed(src, params)
     return train_state.create(params, tx)
@@ -274,6 +283,12 @@ def make_init(config, frame_shape=None, source_params=None):
     return jax.vmap(init_one)(keys, src)
 
   return model, tx, init_state
+
+
+def set_pixel_bias(params, mean_logits):
+  dec = params['params']['decoder']
+  bias = jnp.asarray(mean_logits, dec['pixel_bias'].dtype).reshape(dec['pixel_bias'].shape)
+  return {**params, 'params': {**params['params'], 'decoder': {**dec, 'pixel_bias': bias}}}
 
 
 def embed(source, fresh):
@@ -338,8 +353,9 @@ def _where(ok, new, old):
 def make_task(config):
   """The loop.Task of pure functions for this config (data is built here, once)."""
   source = load_source_params(config) if config.init_from else None
-  model, tx, init_state = make_init(config, source_params=source)
   train = load_data(config, 'train')
+  mean = mean_frame_logits(train['frames'][:1], config.loss.kind, train['frames'].mean((0, 1)))
+  model, tx, init_state = make_init(config, source_params=source, mean_logits=mean[0, 0])
 
   def train_batch(step):
     idx = data_lib.epoch_batch_indices(step, len(train['frames']), config.batch_size, config.seed)
@@ -442,9 +458,11 @@ def summarize(per_seed, step, config):
   return out
 
 
-def mean_frame_logits(frames, kind):
-  """Outputs that decode to the mean frame: the loss of a model whose z carries nothing."""
-  mean = np.broadcast_to(frames.mean((0, 1)), frames.shape).astype(np.float32)
+def mean_frame_logits(frames, kind, mean=None):
+  """Outputs that decode to the mean frame (of `frames`, or `mean` if given), shaped like
+  frames: the outputs of a model whose z carries nothing."""
+  mean = frames.mean((0, 1)) if mean is None else mean
+  mean = np.broadcast_to(mean, frames.shape).astype(np.float32)
   if kind == 'mse_linear':
     return mean
   p = np.clip(mean, 1e-4, 1 - 1e-4)

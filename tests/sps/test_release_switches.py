@@ -10,7 +10,7 @@ import pytest
 from configs import sps as sps_configs
 from sps import sweep
 from sps import train
-from sps.models import SPS, Decoder
+from sps.models import SPS, Decoder, Encoder
 from tests import helpers
 
 
@@ -152,3 +152,45 @@ def test_cpu_variants_validate(variant):
   c = sps_configs.get_config(variant)
   train.validate(c, num_devices=1)
   assert c.num_seeds == 8
+
+
+def test_dec_mean_init_starts_the_decoder_at_the_mean_frame():
+  config = smoke(**{'model.dec_mean_init': True})
+  task = train.make_task(config)
+  params = train.seed_params(task.init(jax.random.PRNGKey(0)).params, 0)
+  mean = train.load_data(config, 'train')['frames'].mean((0, 1))
+  bias = params['params']['decoder']['pixel_bias']
+  assert bias.shape == (32, 32, 3)
+  np.testing.assert_allclose(jax.nn.sigmoid(bias), np.clip(mean, 1e-4, 1 - 1e-4), atol=1e-5)
+  # with the convolutions' contribution removed, every z decodes to the mean frame
+  dec = dict(params['params']['decoder'])
+  last = max(k for k in dec if k.startswith('ConvTranspose'))
+  dec[last] = jax.tree.map(jnp.zeros_like, dec[last])
+  model = train.make_model(config)
+  out = model.apply({'params': {**params['params'], 'decoder': dec}},
+                    jax.random.normal(jax.random.PRNGKey(1), (2, 3)), method=SPS.decode)
+  np.testing.assert_allclose(jax.nn.sigmoid(out), np.broadcast_to(np.clip(mean, 1e-4, 1 - 1e-4),
+                                                                  (2, 32, 32, 3)), atol=1e-5)
+  with pytest.raises(Exception, match='dec_mean_init'):
+    c = sps_configs.get_config('music')
+    c.model.dec_mean_init = True
+    train.validate(c, num_devices=1)
+
+
+@pytest.mark.parametrize('leak', [0.0, 0.1])
+def test_encoder_leak_keeps_switched_off_units_trainable(leak):
+  enc = Encoder(3, channels=(4, 8), conv_impl='lax', leak=leak)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, 3))
+  params = enc.init(jax.random.PRNGKey(1), x)
+  # switch every unit of the first layer off, as Adam does to a collapsing encoder
+  first = params['params']['Conv_0']
+  params['params']['Conv_0'] = {**first, 'bias': jnp.full_like(first['bias'], -1e2)}
+  mu_of = lambda p: enc.apply(p, x)[0]
+  mu = mu_of(params)
+  grad = jax.grad(lambda p: jnp.sum(mu_of(p)))(params)
+  first_grad = float(jnp.sum(jnp.abs(grad['params']['Conv_0']['kernel'])))
+  if leak:
+    assert not np.allclose(mu[0], mu[1]) and first_grad > 0
+  else:       # a dead ReLU layer: z no longer depends on the frame and nothing can revive it
+    np.testing.assert_allclose(mu[0], mu[1], atol=1e-6)
+    assert first_grad == 0.0
