@@ -155,26 +155,38 @@ def test_cpu_variants_validate(variant):
 
 
 def test_dec_mean_init_starts_the_decoder_at_the_mean_frame():
-  config = smoke(**{'model.dec_mean_init': True})
+  config = smoke(**{'model.dec_mean_init': True, 'model.dec_zero_last': True})
   task = train.make_task(config)
   params = train.seed_params(task.init(jax.random.PRNGKey(0)).params, 0)
-  mean = train.load_data(config, 'train')['frames'].mean((0, 1))
+  mean = np.clip(train.load_data(config, 'train')['frames'].mean((0, 1)), 1e-4, 1 - 1e-4)
   bias = params['params']['decoder']['pixel_bias']
   assert bias.shape == (32, 32, 3)
-  np.testing.assert_allclose(jax.nn.sigmoid(bias), np.clip(mean, 1e-4, 1 - 1e-4), atol=1e-5)
-  # with the convolutions' contribution removed, every z decodes to the mean frame
-  dec = dict(params['params']['decoder'])
-  last = max(k for k in dec if k.startswith('ConvTranspose'))
-  dec[last] = jax.tree.map(jnp.zeros_like, dec[last])
+  np.testing.assert_allclose(jax.nn.sigmoid(bias), mean, atol=1e-5)
+  # the last transposed conv starts at zero: every z decodes to the mean frame
   model = train.make_model(config)
-  out = model.apply({'params': {**params['params'], 'decoder': dec}},
-                    jax.random.normal(jax.random.PRNGKey(1), (2, 3)), method=SPS.decode)
-  np.testing.assert_allclose(jax.nn.sigmoid(out), np.broadcast_to(np.clip(mean, 1e-4, 1 - 1e-4),
-                                                                  (2, 32, 32, 3)), atol=1e-5)
+  out = model.apply(params, jax.random.normal(jax.random.PRNGKey(1), (2, 3)), method=SPS.decode)
+  np.testing.assert_allclose(jax.nn.sigmoid(out), np.broadcast_to(mean, (2, 32, 32, 3)), atol=1e-5)
+  # without dec_zero_last the convolutions still draw on top of the mean
+  config.model.dec_zero_last = False
+  params = train.seed_params(train.make_task(config).init(jax.random.PRNGKey(0)).params, 0)
+  out = model.apply(params, jax.random.normal(jax.random.PRNGKey(1), (2, 3)), method=SPS.decode)
+  assert np.abs(np.asarray(jax.nn.sigmoid(out)) - mean).max() > 1e-3
   with pytest.raises(Exception, match='dec_mean_init'):
     c = sps_configs.get_config('music')
     c.model.dec_mean_init = True
     train.validate(c, num_devices=1)
+
+
+def test_mu_data_init_standardizes_mu_over_the_training_frames():
+  config = smoke(**{'model.mu_data_init': True, 'num_seeds': 2})
+  params = train.make_task(config).init(jax.random.PRNGKey(0)).params
+  frames = train.load_data(config, 'train')['frames']
+  flat = frames.reshape((-1,) + frames.shape[2:])
+  model = train.make_model(config)
+  for i in range(2):
+    mu, _ = model.apply(train.seed_params(params, i), flat, method=SPS.encode)
+    np.testing.assert_allclose(mu.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(mu.std(0), 1.0, rtol=1e-4)
 
 
 @pytest.mark.parametrize('leak', [0.0, 0.1])
@@ -194,3 +206,18 @@ def test_encoder_leak_keeps_switched_off_units_trainable(leak):
   else:       # a dead ReLU layer: z no longer depends on the frame and nothing can revive it
     np.testing.assert_allclose(mu[0], mu[1], atol=1e-6)
     assert first_grad == 0.0
+
+
+@pytest.mark.parametrize('through_decoder', [True, False])
+def test_pred_decoder_grad_keeps_image_predictions_off_the_decoder(through_decoder):
+  config = smoke(**{'loss.pred_decoder_grad': through_decoder, 'loss.self_recon': 0.0,
+                    'loss.z_pred': 0.0, 'loss.kl': 0.0, 'loss.image_pred': 1.0,
+                    'model.vae': False, 'symmetry.k': 0})
+  model, _, init = train.make_init(config)
+  params = train.seed_params(init(jax.random.PRNGKey(0)).params, 0)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 32, 32, 3))
+  grads = jax.jit(jax.grad(lambda p: train.loss_fn(p, model, config, x, jax.random.PRNGKey(2),
+                                                   1.0)[0]))(params)
+  size = lambda part: sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(grads['params'][part]))
+  assert size('prior') > 0 and size('encoder') > 0
+  assert (size('decoder') > 0) == through_decoder
