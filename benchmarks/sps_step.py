@@ -85,6 +85,7 @@ def make_config(batch=32, frames=20, prior_width=256, conv_impl='auto',
   c.model.enc_channels = tuple(enc_channels)
   c.model.dec_channels = tuple(dec_channels)
   c.symmetry.mode = 'each'
+  c.model.dec_mean_init = False     # the released architecture (the twin has no pixel bias)
   c.conv_impl = conv_impl
   sps_train.validate(c)
   return c

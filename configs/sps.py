@@ -4,7 +4,9 @@ Variants: bouncing_ball, two_body (the headline job), no_symmetry (bouncing ball
 symmetry paths: the baseline), music (synthesised melodies, 1-D pitch z with T(1)), smoke
 (trains and evaluates in well under a minute on a CPU).
 Defaults follow the research log's best findings: batch 16, a width-32 Elman prior, MSE
-losses with scaled weights, gradient clipping at 1, rnn_min_context 4.
+losses with scaled weights, gradient clipping at 1, rnn_min_context 4; plus the measured escape
+from the mean-frame plateau for images (a decoder that starts at the mean frame with its last
+transposed conv at zero, a low-noise posterior, a 1000-step warm-up of the prediction terms).
 """
 import ml_collections
 
@@ -48,10 +50,10 @@ def get_config(variant='two_body'):
       dec_channels=(256, 128, 64),
       dec_last_relu=False,     # ReLU after the decoder's last Dense (64 -> 4096); the release has none
       enc_leak=0.0,            # negative slope of the encoder's activations (0: ReLU, the paper's)
-      dec_zero_last=False,     # with dec_mean_init: the last transposed conv starts at zero
+      dec_zero_last=True,      # with dec_mean_init: the last transposed conv starts at zero
       mu_data_init=False,      # scale the mu head so mu has mean 0, std 1 over training frames
-      dec_mean_init=False,     # a per-pixel output bias that starts at the training mean frame
-      logvar_init=0.0,         # bias of the logvar head at init: -6 starts the posterior std at 0.05
+      dec_mean_init=True,      # a per-pixel output bias that starts at the training mean frame
+      logvar_init=-6.0,        # bias of the logvar head at init: -6 starts the posterior std at 0.05
       prior_width=32,
       prior_depth=1,
       prior_cell='rnn',        # 'rnn' (Elman, tanh) or 'gru'
@@ -71,7 +73,9 @@ def get_config(variant='two_body'):
       score_all=False,         # score all T-1 one-step predictions, the forced ones too (release)
       srs=0.0,                 # consistency g^-1 prior(g z) ~ prior(z) (the release's SRS), weight
       pred_decoder_grad=True,  # False: image predictions train the prior and encoder, not the decoder
-      pred_warmup=0,           # steps over which image_pred, z_pred and srs ramp up from 0
+      warmup_prior_first=False,  # the warm-up ramps only what the prediction terms send into
+                               # the encoder and decoder; the prior learns at full weight from step 0
+      pred_warmup=1000,        # steps over which image_pred, z_pred and srs ramp up from 0
       z_stop_grad_target=True,   # no gradient from the z loss into the encoded target
       z_stop_grad_input=False,   # nor from the prior into the encoder through its input
   ))
@@ -111,6 +115,9 @@ def get_config(variant='two_body'):
     c.data.num_frames = 15          # notes of a melody; each frame is one note's 4x513 spectrum
     c.model.z_dim = 1
     c.model.arch = 'mlp'
+    c.model.dec_mean_init = False   # the mlp decoder's last Dense has a per-output bias already
+    c.model.logvar_init = 0.0
+    c.loss.pred_warmup = 0
     c.loss.kind = 'mse_linear'
     c.loss.self_recon, c.loss.image_pred = 1.0, 2.0
     c.loss.z_pred, c.loss.kl = 6e-3, 1e-4
@@ -121,6 +128,7 @@ def get_config(variant='two_body'):
     c.collapse.max_ratio = 0.9
   elif variant == 'smoke':
     c.num_steps = 30
+    c.loss.pred_warmup = 10
     c.batch_size = 4
     c.log_every = 10
     c.eval_every = 15
@@ -146,11 +154,6 @@ def cpu_sized(c, two_body=False):
   c.schedule.kind = 'linear'
   c.schedule.duration = 3000
   c.num_steps = 6000
-  # the plateau escape, chosen by measurement (README: "Leaving the mean-frame plateau")
-  c.model.dec_mean_init = True
-  c.model.dec_zero_last = True
-  c.model.logvar_init = -6.0
-  c.loss.pred_warmup = 1000
   c.eval_every = 250
   c.checkpoint.every = 500
   if two_body:

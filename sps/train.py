@@ -198,11 +198,18 @@ def pred_scale(step, warmup):
   return jnp.clip(jnp.asarray(step, jnp.float32) / warmup, 0.0, 1.0)
 
 
+def scale_gradient(tree, s):
+  """tree unchanged in the forward pass; its gradient multiplied by s."""
+  return jax.tree.map(lambda a: jax.lax.stop_gradient(a) + s * (a - jax.lax.stop_gradient(a)),
+                      tree)
+
+
 def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True, train=True,
             pred_weight=1.0):
   """Total loss and its terms for one seed's params and a batch of sequences x (B, T, ...).
 
-  pred_weight scales every prediction term (z, image and consistency; the warm-up)."""
+  pred_weight scales every prediction term (z, image and consistency; the warm-up), or, with
+  loss.warmup_prior_first, only the gradients they send into the encoder and decoder."""
   b, t = x.shape[:2]
   k_eps, k_rev, k_sym, k_paths, k_teach = jax.random.split(key, 5)
   if train and config.data.reverse_prob:
@@ -229,10 +236,14 @@ def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True, train=
 
   # False: the untrained prior's guesses cannot drag the shared decoder back to the mean frame
   dec_params = params if w.pred_decoder_grad else jax.lax.stop_gradient(params)
+  z_pred_in = z
+  if w.warmup_prior_first:   # the prior trains at full weight, the VAE feels the ramp
+    z_pred_in, dec_params = scale_gradient((z, dec_params), pred_weight)
+    pred_weight = 1.0
   decode = functools.partial(model.apply, dec_params, method=SPS.decode)
   for (name, g, idx), kp in zip(paths, jax.random.split(k_paths, len(paths))):
     z_loss, img_loss, z_hat = prediction_losses(
-        predict, decode, z[idx], x[idx], g, kp, p_teacher, w.rnn_min_context, w.kind,
+        predict, decode, z_pred_in[idx], x[idx], g, kp, p_teacher, w.rnn_min_context, w.kind,
         w.z_stop_grad_target, w.z_stop_grad_input, w.score_all, teacher[idx])
     terms[f'z_pred/{name}'], terms[f'image_pred/{name}'] = z_loss, img_loss
     # paths add up, not averaged

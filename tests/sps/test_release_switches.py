@@ -105,15 +105,16 @@ def test_logvar_init_sets_the_starting_posterior_noise():
   # a blank frame reaches the heads as zeros (conv biases start at 0): logvar is the bias
   mu, logvar = model.apply(params, jnp.zeros((1, 32, 32, 3)), method=SPS.encode)
   np.testing.assert_allclose(logvar, -6.0, atol=1e-6)
-  default = train.seed_params(train.make_init(smoke())[2](jax.random.PRNGKey(0)).params, 0)
-  np.testing.assert_array_equal(default['params']['encoder']['logvar']['bias'], 0.0)
+  flax_default = smoke(**{'model.logvar_init': 0.0})
+  params = train.seed_params(train.make_init(flax_default)[2](jax.random.PRNGKey(0)).params, 0)
+  np.testing.assert_array_equal(params['params']['encoder']['logvar']['bias'], 0.0)
 
 
 def test_prediction_warmup_ramps_the_prediction_terms():
   np.testing.assert_allclose([float(train.pred_scale(s, 100)) for s in (0, 25, 100, 400)],
                              [0.0, 0.25, 1.0, 1.0])
   assert float(train.pred_scale(0, 0)) == 1.0
-  config = smoke(**{'symmetry.k': 0})
+  config = smoke(**{'symmetry.k': 0, 'loss.pred_warmup': 0})
   total0, terms = _loss_terms(config, pred_weight=0.0)
   w = config.loss
   np.testing.assert_allclose(total0, w.self_recon * terms['self_recon'] + w.kl * terms['kl'],
@@ -221,3 +222,21 @@ def test_pred_decoder_grad_keeps_image_predictions_off_the_decoder(through_decod
   size = lambda part: sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(grads['params'][part]))
   assert size('prior') > 0 and size('encoder') > 0
   assert (size('decoder') > 0) == through_decoder
+
+
+def test_warmup_prior_first_ramps_only_the_vae_side():
+  config = smoke(**{'loss.warmup_prior_first': True, 'loss.self_recon': 0.0, 'loss.kl': 0.0,
+                    'model.vae': False, 'symmetry.k': 0})
+  model, _, init = train.make_init(config)
+  params = train.seed_params(init(jax.random.PRNGKey(0)).params, 0)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 32, 32, 3))
+  grad_at = jax.jit(lambda w: jax.grad(lambda p: train.loss_fn(
+      p, model, config, x, jax.random.PRNGKey(2), 1.0, pred_weight=w)[0])(params))
+  full, half, none = grad_at(1.0), grad_at(0.5), grad_at(0.0)
+  for part in ('encoder', 'decoder'):
+    jax.tree.map(lambda f, h, n: (np.testing.assert_allclose(h, 0.5 * f, rtol=1e-4, atol=1e-9),
+                                  np.testing.assert_array_equal(n, 0.0)),
+                 full['params'][part], half['params'][part], none['params'][part])
+  jax.tree.map(lambda f, n: np.testing.assert_allclose(n, f, rtol=1e-5, atol=1e-9),
+               full['params']['prior'], none['params']['prior'])
+  assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(full['params']['encoder'])) > 0
