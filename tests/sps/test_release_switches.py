@@ -240,3 +240,14 @@ def test_warmup_prior_first_ramps_only_the_vae_side():
   jax.tree.map(lambda f, n: np.testing.assert_allclose(n, f, rtol=1e-5, atol=1e-9),
                full['params']['prior'], none['params']['prior'])
   assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(full['params']['encoder'])) > 0
+
+
+def test_each_mode_gives_one_path_per_group_with_k_transforms_per_sequence():
+  config = smoke(**{'symmetry.mode': 'each', 'symmetry.k': 4, 'symmetry.p_identity': 0.0,
+                    'batch_size': 8})
+  paths = train.symmetry_paths(config, jax.random.PRNGKey(0), 8)
+  assert [name for name, _, _ in paths] == ['T:0,2', 'R:0,2']
+  for name, (rot, shift), idx in paths:
+    np.testing.assert_array_equal(idx, [0, 0, 0, 0, 1, 1, 1, 1])   # batch/k sequences, k copies
+    moved = shift if name.startswith('T') else rot.reshape(8, -1)
+    assert len({tuple(np.round(np.asarray(m), 6)) for m in moved}) == 8   # 8 distinct transforms
