@@ -86,6 +86,7 @@ def make_config(batch=32, frames=20, prior_width=256, conv_impl='auto',
   c.model.dec_channels = tuple(dec_channels)
   c.symmetry.mode = 'each'
   c.model.dec_mean_init = False     # the released architecture (the twin has no pixel bias)
+  c.loss.pred_warmup = 0            # nor a warm-up: the twin weighs its prediction terms fully
   c.conv_impl = conv_impl
   sps_train.validate(c)
   return c

@@ -128,7 +128,7 @@ def get_config(variant='two_body'):
     c.collapse.max_ratio = 0.9
   elif variant == 'smoke':
     c.num_steps = 30
-    c.loss.pred_warmup = 10
+    c.loss.pred_warmup = 0     # 30 steps: a warm-up would make the logged loss rise
     c.batch_size = 4
     c.log_every = 10
     c.eval_every = 15

@@ -210,6 +210,7 @@ def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True, train=
 
   pred_weight scales every prediction term (z, image and consistency; the warm-up), or, with
   loss.warmup_prior_first, only the gradients they send into the encoder and decoder."""
+  x = jnp.asarray(x)
   b, t = x.shape[:2]
   k_eps, k_rev, k_sym, k_paths, k_teach = jax.random.split(key, 5)
   if train and config.data.reverse_prob:
