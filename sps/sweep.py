@@ -106,16 +106,13 @@ def escape_steps(records, num_seeds, max_ratio):
   """Per seed, the first eval step at which its self-recon ratio fell below max_ratio (it left
   the mean-frame plateau), or None if it never did; records are metrics.jsonl's eval events."""
   key = lambda i: f'self_recon_ratio/seed{i}' if num_seeds > 1 else 'self_recon_ratio'
-  out = []
-  for i in range(num_seeds):
-    steps = [r['step'] for r in sorted(records, key=lambda r: r['step'])
-             if r.get(key(i), np.inf) < max_ratio]
-    out.append(steps[0] if steps else None)
-  return out
+  records = sorted(records, key=lambda r: r['step'])
+  return [next((r['step'] for r in records if r.get(key(i), np.inf) < max_ratio), None)
+          for i in range(num_seeds)]
 
 
 def escape_summary(steps):
-  """'n/N by step s (median)' for escape_steps' list."""
+  """'n/N, median step s, last s' (or '0/N') for escape_steps' list."""
   left = sorted(s for s in steps if s is not None)
   if not left:
     return f'0/{len(steps)}'

@@ -390,9 +390,9 @@ def make_task(config):
   """The loop.Task of pure functions for this config (data is built here, once)."""
   source = load_source_params(config) if config.init_from else None
   train = load_data(config, 'train')
-  mean = mean_frame_logits(train['frames'][:1], config.loss.kind, train['frames'].mean((0, 1)))
+  mean = frame_logits(train['frames'].mean((0, 1)), config.loss.kind)
   frames = train['frames'][:64].reshape((-1,) + train['frames'].shape[2:])
-  model, tx, init_state = make_init(config, source_params=source, mean_logits=mean[0, 0],
+  model, tx, init_state = make_init(config, source_params=source, mean_logits=mean,
                                     init_frames=frames)
 
   def train_batch(step):
@@ -496,14 +496,18 @@ def summarize(per_seed, step, config):
   return out
 
 
-def mean_frame_logits(frames, kind, mean=None):
-  """Outputs that decode to the mean frame (of `frames`, or `mean` if given), shaped like
-  frames: the outputs of a model whose z carries nothing."""
-  mean = frames.mean((0, 1)) if mean is None else mean
-  mean = np.broadcast_to(mean, frames.shape).astype(np.float32)
+def mean_frame_logits(frames, kind):
+  """Outputs that decode to the mean frame, shaped like frames: the loss of a model whose z
+  carries nothing."""
+  return np.broadcast_to(frame_logits(frames.mean((0, 1)), kind), frames.shape)
+
+
+def frame_logits(frame, kind):
+  """The outputs that decode to `frame` (an image in [0, 1], or a spectrum for mse_linear)."""
+  frame = np.asarray(frame, np.float32)
   if kind == 'mse_linear':
-    return mean
-  p = np.clip(mean, 1e-4, 1 - 1e-4)
+    return frame
+  p = np.clip(frame, 1e-4, 1 - 1e-4)
   return np.log(p) - np.log1p(-p)
 
 
