@@ -91,8 +91,10 @@ def get_config(variant='two_body'):
       trans_dist='normal',     # 'normal' N(0, s^2) or 'uniform' U(-s, s)
       trans_scale=1.0,
   ))
-  # lr_decay: the lr is multiplied by this every step (the release: 0.99999; 1 = constant)
-  c.optim = ml_collections.ConfigDict(dict(lr=1e-3, lr_decay=1.0, grad_clip=1.0, weight_decay=0.0))
+  # lr_decay: the lr is multiplied by this every step (the release: 0.99999; 1 = constant);
+  # warmup_steps: the lr first rises linearly from 0 over this many steps (0 = off)
+  c.optim = ml_collections.ConfigDict(dict(lr=1e-3, lr_decay=1.0, warmup_steps=0, grad_clip=1.0,
+                                           weight_decay=0.0))
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=64, rollout_examples=4, traversal_steps=9,
       success_threshold=0.03,  # a seed succeeds when its linear projection MSE is below this

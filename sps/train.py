@@ -40,7 +40,8 @@ def validate(config, num_devices=None):
     cfg.check_positive(config, f)
   for f in ('optim.grad_clip', 'optim.weight_decay', 'loss.self_recon', 'loss.image_pred',
             'loss.z_pred', 'loss.kl', 'symmetry.k', 'symmetry.trans_scale',
-            'model.prior_init_noise', 'collapse.check_step', 'loss.srs', 'loss.pred_warmup'):
+            'model.prior_init_noise', 'collapse.check_step', 'loss.srs', 'loss.pred_warmup',
+            'optim.warmup_steps'):
     cfg.check_positive(config, f, allow_zero=True)
   cfg.check_range(config, 'symmetry.p_identity', 0.0, 1.0)
   cfg.check_range(config, 'data.reverse_prob', 0.0, 1.0)
@@ -98,7 +99,9 @@ def frame_shape_of(config):
 
 def make_optimizer(config):
   o = config.optim
-  lr = o.lr if o.lr_decay == 1.0 else optax.exponential_decay(o.lr, 1, o.lr_decay)
+  lr = o.lr
+  if o.warmup_steps or o.lr_decay != 1.0:   # linear from 0 over warmup_steps, then the decay
+    lr = optax.warmup_exponential_decay_schedule(0.0, o.lr, o.warmup_steps, 1, o.lr_decay)
   return train_state.make_optimizer(lr, o.grad_clip, o.weight_decay)
 
 

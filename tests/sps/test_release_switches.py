@@ -83,6 +83,18 @@ def test_lr_decays_by_the_factor_every_step():
   np.testing.assert_allclose(updates, -0.1 * np.ones(3), rtol=1e-4)
 
 
+def test_lr_warms_up_linearly_then_decays():
+  config = smoke(**{'optim.lr': 0.1, 'optim.warmup_steps': 4, 'optim.lr_decay': 0.5,
+                    'optim.grad_clip': 0.0})
+  tx = train.make_optimizer(config)
+  params = jnp.zeros(3)
+  state = tx.init(params)
+  expected = [0.0, 0.025, 0.05, 0.075, 0.1, 0.05, 0.025]   # steps 0..6, by hand
+  for lr in expected:
+    updates, state = tx.update(jnp.ones(3), state, params)
+    np.testing.assert_allclose(updates, -lr * np.ones(3), rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize('last_relu', [True, False])
 def test_decoder_last_dense_is_linear_unless_asked(last_relu):
   dec = Decoder(hidden=(4,), channels=(8, 4), base=4, last_relu=last_relu, conv_impl='lax')
