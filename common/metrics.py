@@ -73,13 +73,16 @@ def _step_of(line):
     return math.inf  # a line cut by a kill mid-write
 
 
-def report(out_dir, workdir, title, metrics, figures, saved_extra=None):
+def report(out_dir, workdir, title, metrics, figures, saved_extra=None, notes=()):
   """Writes out_dir/metrics.json ({**saved_extra, **metrics}) and prints the evaluation:
-  the title, a markdown table of the metrics and the figures' paths relative to the workdir."""
+  the title, a markdown table of the metrics, `notes` (lines on reading its values) and the
+  figures' paths relative to the workdir."""
   with open(os.path.join(out_dir, 'metrics.json'), 'w') as f:
     json.dump({**(saved_extra or {}), **metrics}, f, indent=2, sort_keys=True)
   print(f'\n{title}')
   print('| metric | value |\n|---|---|')
   for k, v in metrics.items():
     print(f'| {k} | {v:.6g} |')
+  for line in notes:
+    print(line)
   print(f'figures: {", ".join(os.path.relpath(p, workdir) for p in figures.values())}')

@@ -14,6 +14,35 @@ def save(fig, path):
   return path
 
 
+def first_record_step(config, split):
+  """The step of the loop's first 'train' or 'eval' record (every N steps and at the last one,
+  for eval only if eval_at_end); None when the run has none."""
+  every, at_end = ((config.log_every, True) if split == 'train' else
+                   (config.eval_every, config.get('eval_at_end', True)))
+  if every <= config.num_steps:
+    return every
+  return config.num_steps if at_end else None
+
+
+def not_yet(config, split):
+  """What a panel without `split` records says: 'no evaluation yet (the first at step 1000)'."""
+  what = 'training records' if split == 'train' else 'evaluation'
+  first = first_record_step(config, split)
+  return f'no {what} in this run' if first is None else f'no {what} yet (the first at step {first})'
+
+
+def note(ax, text):
+  """Says in words what a panel lacks. Without data: the text and no ticks (the range matplotlib
+  gives an empty axis, -0.04..0.04, means nothing); with some: the text under the title."""
+  if ax.has_data():
+    ax.set_title('\n'.join(filter(None, [ax.get_title(), text])), fontsize=9)
+  else:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha='center', va='center', fontsize=9,
+            color='gray')
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def image_grid(path, images, row_labels=None, col_labels=None, title=None, scale=1.0,
                titles=None):
   """Saves a (rows, cols, H, W, C) array of images in [0, 1] as one PNG with labels;

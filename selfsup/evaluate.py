@@ -131,26 +131,41 @@ def examples_figure(path, batch, config, names, n=4):
                              titles=titles)
 
 
-def training_figure(path, workdir):
-  train_log, eval_log = metrics_lib.read(workdir, 'train'), metrics_lib.read(workdir, 'eval')
-  if not train_log:
-    return None
+def training_figure(train_log, eval_log, config):
+  """Training loss and accuracy, and the evaluation accuracies, against steps; missing records
+  are said so."""
   fig, axes = plotting.plt.subplots(1, 2, figsize=(10, 3.2))
-  steps = [r['step'] for r in train_log]
-  axes[0].plot(steps, [r['loss'] for r in train_log], label='train loss')
+  if train_log:
+    steps = [r['step'] for r in train_log]
+    axes[0].plot(steps, [r['loss'] for r in train_log], label='train loss')
+    axes[1].plot(steps, [r['accuracy'] for r in train_log], label='train: task accuracy')
   axes[0].set_ylabel('loss')
-  axes[1].plot(steps, [r['accuracy'] for r in train_log], label='train: task accuracy')
+  evaluated = False
   for key in ('knn_accuracy', 'probe_accuracy', 'classifier_accuracy', 'task_accuracy'):
     ev = [r for r in eval_log if key in r]
     if ev:
       axes[1].plot([r['step'] for r in ev], [r[key] for r in ev], 'o-',
                    label=f'validation: {key.replace("_", " ")}')
+      evaluated = True
   axes[1].set_ylabel('accuracy')
   axes[1].set_ylim(0, 1)
   for ax in axes:
     ax.set_xlabel('step')
-    ax.legend(fontsize=7)
-  return plotting.save(fig, path)
+    if ax.has_data():
+      ax.legend(fontsize=7)
+  if not train_log:
+    plotting.note(axes[0], plotting.not_yet(config, 'train'))
+  if not evaluated:
+    plotting.note(axes[1], plotting.not_yet(config, 'eval'))
+  return fig
+
+
+def training_plot(path, workdir, config):
+  """training.png from the workdir's logs (None before it has any)."""
+  train_log, eval_log = metrics_lib.read(workdir, 'train'), metrics_lib.read(workdir, 'eval')
+  if not (train_log or eval_log):
+    return None
+  return plotting.save(training_figure(train_log, eval_log, config), path)
 
 
 def evaluate(workdir, step=None):
@@ -192,7 +207,7 @@ def evaluate(workdir, step=None):
           f'{config.task}: gradient norm per layer at step {step}'),
       'examples': examples_figure(os.path.join(out, 'examples.png'), batch, config, names),
   }
-  curves = training_figure(os.path.join(out, 'training.png'), workdir)
+  curves = training_plot(os.path.join(out, 'training.png'), workdir, config)
   if curves:
     figures['training'] = curves
   num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))

@@ -10,6 +10,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib import lines as mlines
 
 from common import cli
 from common import config as cfg
@@ -97,7 +98,7 @@ def music_figures(out, model, params, evaluator, mu, steps):
 def write_figures(out, config, model, params, evaluator, mu):
   if config.data.scene == 'music':
     paths = music_figures(out, model, params, evaluator, mu, config.eval.traversal_steps)
-    paths.update(curves(out))
+    paths.update(curves(out, config))
     return paths
   frames, pos = evaluator.data['frames'], evaluator.data['positions']
   n = min(config.eval.rollout_examples, len(frames))
@@ -123,42 +124,65 @@ def write_figures(out, config, model, params, evaluator, mu):
   mse_axis, fit, y = sps_metrics.linear_projection(mu.reshape(-1, mu.shape[-1]),
                                                    pos.reshape(-1, pos.shape[-1]))
   t = frames.shape[1]
-  fit, y = fit.reshape(len(frames), t, -1), y.reshape(len(frames), t, -1)
-  names = AXES.get(y.shape[-1], [f'axis{i}' for i in range(y.shape[-1])])
-  fig, axes = plotting.plt.subplots(1, y.shape[-1], figsize=(3 * y.shape[-1], 2.6), squeeze=False)
-  for i, ax in enumerate(axes[0]):
-    for j in range(min(3, len(frames))):
-      line, = ax.plot(y[j, :, i], '-', lw=1.5)
-      ax.plot(fit[j, :, i], '--', color=line.get_color(), lw=1.2)
-    ax.set_title(f'{names[i]}  (1-R²={mse_axis[i]:.3f})', fontsize=9)
-    ax.set_xlabel('frame')
-  axes[0, 0].set_ylabel('standardised position')
-  fig.suptitle('true position (solid) vs best linear read-out of z (dashed)', fontsize=10, y=1.04)
+  fig = trajectory_figure(y.reshape(len(frames), t, -1), fit.reshape(len(frames), t, -1), mse_axis)
   paths['trajectories'] = plotting.save(fig, os.path.join(out, 'z_trajectories.png'))
-  paths.update(curves(out))
+  paths.update(curves(out, config))
   return paths
 
 
-def curves(out):
-  """Train losses and the eval linear projection MSE over training, from the workdir's logs."""
-  paths = {}
-  train_log = metrics_lib.read(os.path.dirname(os.path.dirname(out)), 'train')
-  eval_log = metrics_lib.read(os.path.dirname(os.path.dirname(out)), 'eval')
+def trajectory_figure(y, fit, mse_axis, num_sequences=3):
+  """One panel per true coordinate: its trajectory (solid) and the linear read-out of z (dashed)
+  over the first sequences, one colour per sequence."""
+  names = AXES.get(y.shape[-1], [f'axis{i}' for i in range(y.shape[-1])])
+  n = min(num_sequences, len(y))
+  fig, axes = plotting.plt.subplots(1, y.shape[-1], figsize=(3 * y.shape[-1], 2.6), squeeze=False)
+  for i, ax in enumerate(axes[0]):
+    for j in range(n):
+      ax.plot(y[j, :, i], '-', color=f'C{j}', lw=1.5)
+      ax.plot(fit[j, :, i], '--', color=f'C{j}', lw=1.2)
+    ax.set_title(f'{names[i]}  (1-R²={mse_axis[i]:.3f})', fontsize=9)
+    ax.set_xlabel('frame')
+  axes[0, 0].set_ylabel('standardised position')
+  handles = ([mlines.Line2D([], [], color='k', ls='-', label='true position'),
+              mlines.Line2D([], [], color='k', ls='--', label='linear read-out of z')] +
+             [mlines.Line2D([], [], color=f'C{j}', label=f'test sequence {j}') for j in range(n)])
+  axes[0, -1].legend(handles=handles, loc='center left', bbox_to_anchor=(1.02, 0.5), fontsize=8)
+  fig.suptitle('true position (solid) vs best linear read-out of z (dashed)', fontsize=10, y=1.04)
+  return fig
+
+
+def curves_figure(train_log, eval_log, config):
+  """Train losses and the eval linear projection MSE over training; a panel without records
+  says so."""
+  fig, axes = plotting.plt.subplots(1, 2, figsize=(9, 3))
   if train_log:
-    fig, axes = plotting.plt.subplots(1, 2, figsize=(9, 3))
     for key in ('loss', 'self_recon', 'image_pred/identity'):
       if key in train_log[0]:
         axes[0].semilogy([r['step'] for r in train_log], [r[key] for r in train_log], label=key)
     axes[0].legend(fontsize=8)
-    axes[0].set_xlabel('step')
-    axes[0].set_title('train losses', fontsize=9)
-    ev = [r for r in eval_log if 'linear_projection_mse' in r]
+  else:
+    plotting.note(axes[0], plotting.not_yet(config, 'train'))
+  axes[0].set_xlabel('step')
+  axes[0].set_title('train losses', fontsize=9)
+  ev = [r for r in eval_log if 'linear_projection_mse' in r]
+  if ev:
     axes[1].semilogy([r['step'] for r in ev], [r['linear_projection_mse'] for r in ev], 'o-')
     axes[1].axhline(0.03, color='gray', ls=':', lw=1)
-    axes[1].set_title('eval linear projection MSE (0.03 dotted)', fontsize=9)
-    axes[1].set_xlabel('step')
-    paths['curves'] = plotting.save(fig, os.path.join(out, 'curves.png'))
-  return paths
+  else:
+    plotting.note(axes[1], plotting.not_yet(config, 'eval'))
+  axes[1].set_title('eval linear projection MSE (0.03 dotted)', fontsize=9)
+  axes[1].set_xlabel('step')
+  return fig
+
+
+def curves(out, config):
+  """curves.png from the workdir's logs, once it has any."""
+  workdir = os.path.dirname(os.path.dirname(out))
+  train_log, eval_log = metrics_lib.read(workdir, 'train'), metrics_lib.read(workdir, 'eval')
+  if not (train_log or eval_log):
+    return {}
+  fig = curves_figure(train_log, eval_log, config)
+  return {'curves': plotting.save(fig, os.path.join(out, 'curves.png'))}
 
 
 def evaluate(workdir, step=None):

@@ -3,6 +3,7 @@ step on 8 fake devices, and the last line of a step benchmark.
 
 Import it as `from tests import helpers` (pytest puts the repository root on the path).
 """
+import json
 import math
 import os
 import re
@@ -60,6 +61,19 @@ def start(cmd):
 def records(workdir):
   """The run's metric records without their timings, which differ between runs."""
   return [{k: v for k, v in r.items() if k != 'steps_per_sec'} for r in metrics.read(workdir)]
+
+
+def write_records(workdir, records):
+  """workdir/metrics.jsonl holding `records` ({'step', 'split', ...} each), as MetricWriter
+  writes it; returns its (train, eval) records as the figures read them."""
+  Path(workdir).mkdir(parents=True, exist_ok=True)
+  (Path(workdir) / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+  return metrics.read(str(workdir), 'train'), metrics.read(str(workdir), 'eval')
+
+
+def words(ax):
+  """What a matplotlib axes says in words: its title and its texts."""
+  return ' | '.join([ax.get_title()] + [t.get_text() for t in ax.texts])
 
 
 def set_fields(config, overrides):

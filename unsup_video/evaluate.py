@@ -74,22 +74,33 @@ def write_figures(out, config, evaluator, params, per_frame, workdir):
     paths['per_frame'] = plotting.save(fig, os.path.join(out, 'per_frame.png'))
 
   train_log, eval_log = metrics_lib.read(workdir, 'train'), metrics_lib.read(workdir, 'eval')
-  branch = 'future' if 'future' in per_frame else 'recon'
+  if train_log or eval_log:
+    branch = 'future' if 'future' in per_frame else 'recon'
+    paths['curves'] = plotting.save(curves_figure(train_log, eval_log, branch, config),
+                                    os.path.join(out, 'curves.png'))
+  return paths
+
+
+def curves_figure(train_log, eval_log, branch, config):
+  """Training and test cross-entropy of `branch` against steps; missing records are said so."""
   key = f'{branch}_cross_entropy'
+  fig, ax = plotting.plt.subplots(figsize=(7, 3))
   if train_log:
-    fig, ax = plotting.plt.subplots(figsize=(7, 3))
     ax.plot([r['step'] for r in train_log], [r[key] for r in train_log],
             label='train (teacher forced)')
-    ev = [r for r in eval_log if key in r]
+  ev = [r for r in eval_log if key in r]
+  if ev:
     ax.plot([r['step'] for r in ev], [r[key] for r in ev], 'o-', label='test (own outputs fed)')
-    if branch == 'future':
-      ax.axhline(PAPER_FUTURE_CE['composite + conditional future predictor'], color='gray',
-                 ls='--', lw=0.8, label='paper, composite conditional (341.2)')
-    ax.set_xlabel('step')
-    ax.set_ylabel(f'{branch} cross-entropy / frame')
-    ax.legend(fontsize=8)
-    paths['curves'] = plotting.save(fig, os.path.join(out, 'curves.png'))
-  return paths
+  if branch == 'future':
+    ax.axhline(PAPER_FUTURE_CE['composite + conditional future predictor'], color='gray',
+               ls='--', lw=0.8, label='paper, composite conditional (341.2)')
+  ax.set_xlabel('step')
+  ax.set_ylabel(f'{branch} cross-entropy / frame')
+  ax.legend(fontsize=8)
+  for split, records in (('train', train_log), ('eval', ev)):
+    if not records:
+      plotting.note(ax, plotting.not_yet(config, split))
+  return fig
 
 
 def evaluate(workdir, step=None):

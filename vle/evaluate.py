@@ -3,9 +3,10 @@
 Encodes the test set with eval.tokens tokens per image, with the VLE and with the baseline VAE
 applied to residuals the same way, and writes DIR/eval/step_<N>/:
   metrics.json           MSE and SSIM (pixels in [0, 1]) after 1, 4 and eval.tokens tokens, the
-                         share of images reaching eval.mse_threshold and the median tokens needed,
-                         ARI / foreground ARI of token ownership against the true objects
-                         (synthetic scenes), and a random-mask baseline's ARI
+                         share of images reaching eval.mse_threshold and the median tokens needed
+                         (eval.tokens + 1 = never reached), ARI / foreground ARI of token
+                         ownership against the true objects (synthetic scenes), and a
+                         random-mask baseline's ARI
   per_token.png          MSE and SSIM after each token, VLE against the baseline
   tokens_vs_entropy.png  tokens needed to reach the threshold against image entropy
   tokens_<i>.png         per example: reconstruction after each token, each token's
@@ -95,6 +96,15 @@ def token_grid(path, image, outs, base_outs, masked, title):
                              title=title)
 
 
+def table_notes(metrics, config):
+  """The report's footnote on median_tokens_to_threshold, whose 'never' is a number."""
+  if not any(k.endswith('median_tokens_to_threshold') for k in metrics):
+    return []
+  e = config.eval
+  return [f'(baseline_)median_tokens_to_threshold = {e.tokens + 1} (eval.tokens + 1) means never '
+          f'reached: half the images or more keep MSE >= {e.mse_threshold} after {e.tokens} tokens']
+
+
 def write_figures(out, config, evaluator, params, per_token, workdir):
   paths = {}
   kind = config.model.kind
@@ -127,22 +137,33 @@ def write_figures(out, config, evaluator, params, per_token, workdir):
         title='which token explains each pixel')
 
   train_log, eval_log = metrics_lib.read(workdir, 'train'), metrics_lib.read(workdir, 'eval')
+  if train_log or eval_log:
+    paths['training'] = plotting.save(training_figure(train_log, eval_log, config),
+                                      os.path.join(out, 'training.png'))
+  return paths
+
+
+def training_figure(train_log, eval_log, config):
+  """Training losses and test MSE after 4 tokens against steps; missing records are said so."""
+  fig, ax = plotting.plt.subplots(figsize=(7, 3))
   if train_log:
-    fig, ax = plotting.plt.subplots(figsize=(7, 3))
     steps = [r['step'] for r in train_log]
     ax.plot(steps, [r['final_mse'] for r in train_log], label='train: MSE after last token')
     if 'baseline_mse' in train_log[0]:
       ax.plot(steps, [r['baseline_mse'] for r in train_log], label='train: baseline VAE MSE')
-    key = f'mse_{min(4, config.eval.tokens)}'
-    ev = [r for r in eval_log if key in r]
+  key = f'mse_{min(4, config.eval.tokens)}'
+  ev = [r for r in eval_log if key in r]
+  if ev:
     ax.plot([r['step'] for r in ev], [4 * r[key] for r in ev], 'o-',
             label=f'test: MSE after {key[4:]} tokens')
-    ax.set_yscale('log')
-    ax.set_xlabel('step')
-    ax.set_ylabel('MSE (pixels in [-1, 1])')
-    ax.legend(fontsize=8)
-    paths['training'] = plotting.save(fig, os.path.join(out, 'training.png'))
-  return paths
+  ax.set_yscale('log')
+  ax.set_xlabel('step')
+  ax.set_ylabel('MSE (pixels in [-1, 1])')
+  ax.legend(fontsize=8)
+  for split, records in (('train', train_log), ('eval', ev)):
+    if not records:
+      plotting.note(ax, plotting.not_yet(config, split))
+  return fig
 
 
 def evaluate(workdir, step=None):
@@ -162,7 +183,7 @@ def evaluate(workdir, step=None):
       out, workdir, f'vle evaluation of {workdir} at step {step} on {evaluator.source} '
       f'({config.model.kind} VLE, {config.eval.tokens} tokens; MSE with pixels in [0, 1]; '
       f'parameters {sizes})', metrics, figures,
-      {'step': step, 'test_set': evaluator.source, **sizes})
+      {'step': step, 'test_set': evaluator.source, **sizes}, table_notes(metrics, config))
   return metrics
 
 

@@ -359,6 +359,8 @@ class Evaluator:
     return np.random.default_rng(self.config.seed).integers(0, self.config.eval.ari_tokens, shape)
 
   def metrics(self, params, per_token=None):
+    """Scalar test metrics. median_tokens_to_threshold is the median of tokens_to_reach, so
+    eval.tokens + 1 there means never reached (by half the images or more)."""
     per_token = per_token or self.per_token(params)
     e = self.config.eval
     out = {}

@@ -100,16 +100,27 @@ def write_figures(out, config, model, params, evaluator, terms):
 
   workdir = os.path.dirname(os.path.dirname(out))
   train_log, eval_log = metrics_lib.read(workdir, 'train'), metrics_lib.read(workdir, 'eval')
-  if train_log:
-    fig, ax = plotting.plt.subplots(figsize=(7, 3))
-    ax.plot([r['step'] for r in train_log], [r['elbo_per_step'] for r in train_log], label='train')
-    ev = [r for r in eval_log if 'elbo_per_step' in r]
-    ax.plot([r['step'] for r in ev], [r['elbo_per_step'] for r in ev], 'o-', label='eval')
-    ax.set_xlabel('step')
-    ax.set_ylabel('ELBO per step (nats)')
-    ax.legend(fontsize=8)
-    paths['curves'] = plotting.save(fig, os.path.join(out, 'curves.png'))
+  if train_log or eval_log:
+    paths['curves'] = plotting.save(curves_figure(train_log, eval_log, config),
+                                    os.path.join(out, 'curves.png'))
   return paths
+
+
+def curves_figure(train_log, eval_log, config):
+  """Train and eval ELBO per step against steps; missing records are said so."""
+  fig, ax = plotting.plt.subplots(figsize=(7, 3))
+  if train_log:
+    ax.plot([r['step'] for r in train_log], [r['elbo_per_step'] for r in train_log], label='train')
+  ev = [r for r in eval_log if 'elbo_per_step' in r]
+  if ev:
+    ax.plot([r['step'] for r in ev], [r['elbo_per_step'] for r in ev], 'o-', label='eval')
+  ax.set_xlabel('step')
+  ax.set_ylabel('ELBO per step (nats)')
+  ax.legend(fontsize=8)
+  for split, records in (('train', train_log), ('eval', ev)):
+    if not records:
+      plotting.note(ax, plotting.not_yet(config, split))
+  return fig
 
 
 def evaluate(workdir, step=None):

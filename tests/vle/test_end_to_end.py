@@ -46,6 +46,7 @@ def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
   for png in PNGS:
     assert (workdir / 'eval' / 'step_20' / png).stat().st_size > 5000, png
   assert '| mse_4 |' in proc.stdout
+  assert '(eval.tokens + 1) means never reached' in proc.stdout   # the table's footnote
 
 
 def test_evaluate_cli_at_an_earlier_step(smoke_run):
