@@ -28,6 +28,7 @@ def get_config(variant='two_body'):
   c.eval_every = 1000
   c.eval_at_end = True
   c.progress_bar = True
+  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
   c.conv_impl = 'auto'             # 'auto' (matmul on CPU, lax.conv on GPU/TPU), 'matmul', 'lax'
   c.checkpoint = ml_collections.ConfigDict(dict(every=1000, max_to_keep=3))
   c.early_stopping = ml_collections.ConfigDict(
@@ -50,6 +51,7 @@ def get_config(variant='two_body'):
       dec_channels=(256, 128, 64),
       dec_last_relu=False,     # ReLU after the decoder's last Dense (64 -> 4096); the release has none
       enc_leak=0.0,            # negative slope of the encoder's activations (0: ReLU, the paper's)
+      dec_leak=0.0,            # ... and of the decoder's hidden activations
       dec_zero_last=True,      # with dec_mean_init: the last transposed conv starts at zero
       mu_data_init=False,      # scale the mu head so mu has mean 0, std 1 over training frames
       dec_mean_init=True,      # a per-pixel output bias that starts at the training mean frame

@@ -49,21 +49,23 @@ class Decoder(nn.Module):
   conv_impl: str = 'auto'
   last_relu: bool = False     # ReLU after the last Dense (64 -> 4096); the release has none
   pixel_bias: bool = False    # a learned per-pixel bias on the output logits
+  leak: float = 0.0           # negative slope of the hidden activations (0: ReLU, the paper's)
 
   @nn.compact
   def __call__(self, z):
+    act = (lambda x: nn.leaky_relu(x, self.leak)) if self.leak else nn.relu
     h = z
     for w in self.hidden:
-      h = nn.relu(nn.Dense(w, kernel_init=HE)(h))
+      h = act(nn.Dense(w, kernel_init=HE)(h))
     h = nn.Dense(self.base * self.base * self.channels[0], kernel_init=HE)(h)
-    h = nn.relu(h) if self.last_relu else h
+    h = act(h) if self.last_relu else h
     h = h.reshape(h.shape[0], self.base, self.base, self.channels[0])
     outs = list(self.channels[1:]) + [self.out_channels]
     for i, c in enumerate(outs):
       h = ConvTranspose(c, (4, 4), (2, 2), padding=1, impl=self.conv_impl,
                         kernel_init=HE if i < len(outs) - 1 else nn.initializers.lecun_normal())(h)
       if i < len(outs) - 1:
-        h = nn.relu(h)
+        h = act(h)
     if self.pixel_bias:
       h = h + self.param('pixel_bias', nn.initializers.zeros, h.shape[1:])
     return h
@@ -181,6 +183,7 @@ class SPS(nn.Module):
   dec_last_relu: bool = False
   dec_pixel_bias: bool = False
   enc_leak: float = 0.0
+  dec_leak: float = 0.0
   logvar_init: float = 0.0
   arch: str = 'conv'                       # 'conv' (32x32 images) or 'mlp' (any frame shape)
   frame_shape: Sequence[int] = (32, 32, 3)
@@ -196,7 +199,7 @@ class SPS(nn.Module):
                              self.enc_leak)
       self.decoder = Decoder(self.dec_hidden, self.dec_channels, self.image_channels,
                              conv_impl=self.conv_impl, last_relu=self.dec_last_relu,
-                             pixel_bias=self.dec_pixel_bias)
+                             pixel_bias=self.dec_pixel_bias, leak=self.dec_leak)
     self.prior = Prior(self.z_dim, self.prior_width, self.prior_depth, self.prior_cell,
                        self.prior_dropout, self.prior_init, self.prior_init_noise)
 

@@ -47,6 +47,7 @@ def validate(config, num_devices=None):
   cfg.check_range(config, 'data.reverse_prob', 0.0, 1.0)
   cfg.check_range(config, 'optim.lr_decay', 0.5, 1.0)
   cfg.check_range(config, 'model.enc_leak', 0.0, 1.0)
+  cfg.check_range(config, 'model.dec_leak', 0.0, 1.0)
   cfg.check_range(config, 'model.prior_dropout', 0.0, 0.95)
   cfg.check_range(config, 'loss.rnn_min_context', 1, config.data.num_frames - 1)
   cfg.check_divisible(config, 'batch_size', num_devices,
@@ -86,7 +87,7 @@ def make_model(config, frame_shape=None):
              prior_depth=m.prior_depth, prior_cell=m.prior_cell, prior_dropout=m.prior_dropout,
              prior_init=m.prior_init, prior_init_noise=m.prior_init_noise,
              conv_impl=config.conv_impl, dec_last_relu=m.dec_last_relu,
-             dec_pixel_bias=m.dec_mean_init, enc_leak=m.enc_leak,
+             dec_pixel_bias=m.dec_mean_init, enc_leak=m.enc_leak, dec_leak=m.dec_leak,
              logvar_init=m.logvar_init, arch=m.arch, frame_shape=frame_shape,
              mlp_hidden=tuple(m.mlp_hidden))
 

@@ -221,6 +221,24 @@ def test_encoder_leak_keeps_switched_off_units_trainable(leak):
     assert first_grad == 0.0
 
 
+@pytest.mark.parametrize('leak', [0.0, 0.1])
+def test_decoder_leak_keeps_a_dead_first_layer_trainable(leak):
+  dec = Decoder(hidden=(4,), channels=(8, 4), base=4, conv_impl='lax', leak=leak)
+  z = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
+  params = dec.init(jax.random.PRNGKey(0), z)
+  # every unit of the first Dense off for every z: the collapsed seeds' decoders
+  first = params['params']['Dense_0']
+  params['params']['Dense_0'] = {**first, 'bias': jnp.full_like(first['bias'], -1e2)}
+  out = dec.apply(params, z)
+  grad = jax.grad(lambda p: jnp.sum(dec.apply(p, z) ** 2))(params)
+  first_grad = float(jnp.sum(jnp.abs(grad['params']['Dense_0']['kernel'])))
+  if leak:
+    assert not np.allclose(out[0], out[1]) and first_grad > 0
+  else:       # the output no longer depends on z, and no gradient reaches the layer
+    np.testing.assert_allclose(out[0], out[1], atol=1e-6)
+    assert first_grad == 0.0
+
+
 @pytest.mark.parametrize('through_decoder', [True, False])
 def test_pred_decoder_grad_keeps_image_predictions_off_the_decoder(through_decoder):
   config = smoke(**{'loss.pred_decoder_grad': through_decoder, 'loss.self_recon': 0.0,
