@@ -1,25 +1,33 @@
-"""Orbax checkpointing of one train-state pytree, with fallback past a corrupt latest step."""
+"""Orbax checkpointing of one train-state pytree: asynchronous saves, and unreadable steps set aside."""
 import os
 
 import jax
 import orbax.checkpoint as ocp
-from absl import logging
+
+UNREADABLE = 'checkpoints_unreadable'   # where an unreadable step is moved, beside checkpoints/
+
+
+class UnreadableCheckpointError(RuntimeError):
+  pass
 
 
 class Checkpointer:
   """Saves and restores the whole train state under `workdir/checkpoints/<step>`.
 
-  Saves are synchronous: a run killed right after `save` returns has its checkpoint on
-  disk, and orbax writes each step to a temporary folder that it renames only when
-  complete, so a kill during a save never leaves a half-written step behind.
+  Saves are asynchronous: `save` returns once the arrays are copied off the accelerator and
+  a thread writes them while training goes on; the next `save` and `close` wait for it. Orbax
+  writes each step to a temporary folder that it renames only when complete, so a kill during
+  a save never leaves a half-written step behind (the temporary folder is removed at the next
+  start).
   """
 
-  def __init__(self, workdir, max_to_keep=3):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  def __init__(self, workdir, max_to_keep=3, async_save=True):
+    self.workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(self.workdir, 'checkpoints')
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True))
 
   def steps(self):
@@ -29,29 +37,53 @@ class Checkpointer:
     if step in self.manager.all_steps():
       return
     self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+  def wait(self):
+    """Blocks until the save in flight (if any) is on disk."""
     self.manager.wait_until_finished()
 
-  def restore(self, abstract_state, step=None):
-    """Restores `step`, or the newest readable step; returns (state, step) or (None, None).
+  def restore(self, abstract_state, step=None, set_aside=False):
+    """Restores `step`, or the newest step; returns (state, step), or (None, None) if none.
 
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct` (with shardings), e.g. from
     `jax.eval_shape`, so arrays come back with the right shapes, dtypes and placement.
+    An unreadable step raises UnreadableCheckpointError; with `set_aside` (training) it is
+    moved to `workdir/checkpoints_unreadable/` instead, never deleted, so that training
+    goes on from the next older step and writes the step again.
     """
     candidates = [step] if step is not None else self.steps()[::-1]
     for s in candidates:
       try:
-        state = self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state))
-        return state, s
+        return self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state)), s
       except Exception as e:  # pylint: disable=broad-except
-        if step is not None:
-          raise
-        logging.warning('checkpoint at step %d could not be read (%s: %s); trying an older one',
-                        s, type(e).__name__, str(e).splitlines()[0] if str(e) else '')
-        print(f'warning: checkpoint step {s} is unreadable, falling back to an older one')
+        reason = _first_line(e)
+        if not set_aside:
+          raise UnreadableCheckpointError(
+              f'checkpoint step {s} in {self.directory} is unreadable ({reason})') from None
+        moved = self._set_aside(s)
+        print(f'warning: checkpoint step {s} is unreadable ({reason}); moved it to {moved} '
+              'and trying an older one')
     return None, None
 
+  def _set_aside(self, step):
+    target = os.path.join(self.workdir, UNREADABLE, str(step))
+    n = 1
+    while os.path.exists(target):
+      target, n = os.path.join(self.workdir, UNREADABLE, f'{step}.{n}'), n + 1
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.rename(os.path.join(self.directory, str(step)), target)
+    self.manager.reload()
+    return os.path.relpath(target, os.getcwd()) if target.startswith(os.getcwd()) else target
+
   def close(self):
-    self.manager.close()
+    self.manager.close()   # waits for the save in flight
+
+
+def _first_line(error):
+  """The gist of a storage error: its first line, without TensorStore's object dump."""
+  text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  text = text.split(' See full TensorStore details')[0]
+  return text if len(text) <= 160 else text[:157] + '...'
 
 
 def saved_steps(workdir):

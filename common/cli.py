@@ -1,10 +1,12 @@
 """What every project's `main.py` does: parse the config, validate it, train, evaluate."""
+import ast
 import os
 import sys
 
 from absl import flags
 from ml_collections import config_flags
 
+from common import checkpoint
 from common import config as cfg
 from common import distributed
 from common import loop
@@ -24,39 +26,88 @@ def define_flags(default_config):
 def parse_flags(argv):
   """absl's parser, with one-line errors for unknown config fields and bad values."""
   try:
-    return flags.FLAGS(argv)
+    parsed = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
-    spec = next((a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')),
-                flags.FLAGS['config'].default)
-    config = _load_config(spec)
-    for arg in argv[1:]:
-      if arg.startswith('--config.'):
-        field = arg[len('--config.'):].split('=')[0]
-        parent, _, leaf = field.rpartition('.')
-        try:
-          node = cfg.get(config, parent) if parent else config
-        except (KeyError, AttributeError):
-          fail(f'--config.{field}: config has no field {parent!r}')
-        if leaf not in node:
-          fail(f'--config.{field}: no such field; fields of config{"." + parent if parent else ""}'
-               f' are {", ".join(sorted(node.keys()))}')
+    _check_overrides(argv)
     lines = [l.strip() for l in str(e).splitlines() if l.strip()] or [type(e).__name__]
     fail(' '.join(lines).replace('flag --', '--'))
+  if any(a.startswith('--config.') for a in argv[1:]):
+    _check_overrides(argv)   # config_flags lets a tuple field take any elements
+  return parsed
+
+
+def _check_overrides(argv):
+  """Exits in one line at the first --config.a.b=v that names no field or has the wrong type."""
+  spec = next((a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')),
+              flags.FLAGS['config'].default)
+  config = _load_config(spec)
+  for arg in argv[1:]:
+    if not arg.startswith('--config.'):
+      continue
+    field, _, value = arg[len('--config.'):].partition('=')
+    parent, _, leaf = field.rpartition('.')
+    try:
+      node = cfg.get(config, parent) if parent else config
+    except (KeyError, AttributeError):
+      fail(f'--config.{field}: config has no field {parent!r}')
+    if leaf not in node:
+      fail(f'--config.{field}: no such field; fields of config{"." + parent if parent else ""}'
+           f' are {", ".join(sorted(node.keys()))}')
+    expected = _type_error(node[leaf], value)
+    if expected:
+      fail(f'--config.{field}={value}: must be {expected}')
+
+
+def _type_error(default, text):
+  """What `text` must be to replace `default` (e.g. 'an integer'), or None when it fits."""
+  def literal():
+    try:
+      return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      return text
+  if isinstance(default, bool):
+    ok = text.lower() in ('true', 'false', '1', '0')
+    return None if ok else 'true or false'
+  if isinstance(default, int):
+    return None if isinstance(literal(), int) and not isinstance(literal(), bool) else 'an integer'
+  if isinstance(default, float):
+    return None if isinstance(literal(), (int, float)) else 'a number'
+  if isinstance(default, tuple) and default:
+    kind = type(default[0])
+    if all(isinstance(x, kind) for x in default) and kind in (int, float, str):
+      value = literal()
+      value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+      ok = all(isinstance(x, kind if kind is not float else (int, float)) for x in value)
+      name = {int: 'integers', float: 'numbers', str: 'strings'}[kind]
+      example = repr(tuple(default)).replace(' ', '')
+      return None if ok else f'a tuple of {name}, e.g. {example}'
+  return None
 
 
 def _load_config(spec):
   """Loads 'path/to/file.py:variant' as config_flags does, or exits with its error in one line."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
   path, _, variant = spec.partition(':')
   if not os.path.exists(path):
     fail(f'--config={spec}: no such file {path!r} (run from the repository root)')
-  module_spec = importlib.util.spec_from_file_location('_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = _load_source('_config', path)
   try:
     return module.get_config(variant) if variant else module.get_config()
   except ValueError as e:
     fail(f'--config={spec}: {e}')
+
+
+def _load_source(module_name, module_path):
+  """A config file as a module, with exec_module: config_flags' own loader calls the
+  deprecated `load_module()` (a DeprecationWarning on every run, gone in Python 3.12+)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  module_spec = importlib.util.spec_from_file_location(module_name, module_path)
+  module = importlib.util.module_from_spec(module_spec)
+  sys.modules[module_name] = module   # as load_module() did
+  module_spec.loader.exec_module(module)
+  return module
+
+
+config_flags.config_flags._load_source = _load_source   # pylint: disable=protected-access
 
 
 def run(main):
@@ -105,22 +156,39 @@ def train_and_evaluate(project, config_flag, workdir, validate, make_task, evalu
     fail(' '.join(l.strip() for l in str(e).splitlines() if l.strip()))
   workdir = workdir or os.path.join('runs', project, variant)
   try:
+    loop.check_run(config, workdir)
     validate(config)
     task = make_task(config)
     _, status = loop.train(config, workdir, task)
+    if status.startswith('interrupted'):
+      _exit_now(EXIT_CODES[status.split(':')[1]], multi_host)
+    if multi_host:   # evaluation writes files and is cheap: one process does it afterwards
+      if distributed.is_chief():
+        print(f'multi-host run: evaluate with `python -m {project}.evaluate --workdir={workdir}` '
+              'on one host')
+    elif config.get('eval_at_end', True):
+      evaluate(workdir)
   except (cfg.ConfigError, FileNotFoundError) as e:
     fail(str(e))
   except loop.NonFiniteError as e:
     fail(str(e), code=1)
-  if status.startswith('interrupted'):
-    sys.exit(EXIT_CODES[status.split(':')[1]])
-  if multi_host:   # evaluation writes files and is cheap: one process does it afterwards
-    if distributed.is_chief():
-      print(f'multi-host run: evaluate with `python -m {project}.evaluate --workdir={workdir}` '
-            'on one host')
-  elif config.get('eval_at_end', True):
-    evaluate(workdir)
+  except KeyboardInterrupt:   # before the loop's handler is in place, or a second Ctrl+C
+    print(f'\ninterrupted: nothing was saved after the last checkpoint in {workdir}',
+          file=sys.stderr)
+    _exit_now(EXIT_CODES['SIGINT'], multi_host)
   print(f'done: {workdir}')
+  _exit_now(0, multi_host)
+
+
+def _exit_now(code, multi_host):
+  """Exits without the interpreter's teardown of jax and XLA, which takes ~5 s on a CPU:
+  by now the checkpoints, metrics and pictures are written and closed. Hosts of a multi-host
+  run exit normally, so that jax.distributed shuts down in step."""
+  if multi_host:
+    sys.exit(code)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)   # pylint: disable=protected-access
 
 
 def run_evaluate(evaluate):
@@ -137,5 +205,8 @@ def run_evaluate(evaluate):
       evaluate(workdir.value, step.value)
     except (cfg.ConfigError, FileNotFoundError) as e:
       fail(str(e))
+    except checkpoint.UnreadableCheckpointError as e:
+      fail(f'{e}; rerun training to write it again, or evaluate an older step with --step',
+           code=1)
 
   run(main)

@@ -22,7 +22,7 @@ from common import sharding
 
 # Fields that may change between a run and its resumption (everything else must match).
 RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint.every', 'log_update_norm',
-                    'checkpoint.max_to_keep', 'progress_bar', 'eval_at_end')
+                    'checkpoint.max_to_keep', 'progress_bar', 'eval_at_end', 'profile')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,56 @@ class _Signals:
   def __exit__(self, *exc):
     for s, h in self._old.items():
       signal.signal(s, h)
+
+
+def check_run(config, workdir):
+  """The loop's own inputs, checked before any work: the workdir and the profile window."""
+  path = os.path.abspath(workdir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise config_lib.ConfigError(f'--workdir={workdir}: {path} is a file, not a folder')
+  if not os.access(path, os.W_OK):
+    raise config_lib.ConfigError(f'--workdir={workdir}: {path} is not writable')
+  profile_window(config)
+
+
+def profile_window(config):
+  """(first, stop) steps of `config.profile='START:STOP'`, or None when it is ''."""
+  spec = config.get('profile', '')
+  if not spec:
+    return None
+  parts = str(spec).split(':')
+  if len(parts) == 2 and all(p.strip().isdigit() for p in parts) and int(parts[0]) < int(parts[1]):
+    return int(parts[0]), int(parts[1])
+  raise config_lib.ConfigError(
+      f"config.profile={spec!r} is invalid: must be 'START:STOP', two step numbers with "
+      "START < STOP, e.g. '10:15'")
+
+
+class _Profiler:
+  """Traces steps [first, stop) with jax.profiler into workdir/profile (TensorBoard / XProf)."""
+
+  def __init__(self, config, workdir):
+    self.window, self.dir, self.on = profile_window(config), os.path.join(workdir, 'profile'), False
+
+  def before(self, step):
+    if self.window and not self.on and self.window[0] <= step < self.window[1]:
+      jax.profiler.start_trace(self.dir)
+      self.on, self.first = True, step
+
+  def after(self, step, state):
+    if self.on and step >= self.window[1]:
+      self.stop(step, state)
+
+  def stop(self, step, state=None):
+    if self.on:
+      if state is not None:
+        jax.block_until_ready(state)
+      jax.profiler.stop_trace()
+      self.on = False
+      print(f'\nprofile of steps {self.first}..{step - 1} written to {self.dir} '
+            f'(view: tensorboard --logdir={self.dir}, or xprof)')
 
 
 def prepare_workdir(config, workdir):
@@ -106,6 +156,7 @@ def train(config, workdir, task: Task, mesh=None):
 
   Returns (state, status) with status 'done', 'early_stopped' or 'interrupted:<SIGNAL>'.
   """
+  check_run(config, workdir)
   prepare_workdir(config, workdir)
   mesh = mesh or sharding.make_mesh()
   repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
@@ -113,7 +164,7 @@ def train(config, workdir, task: Task, mesh=None):
 
   abstract_state = jax.eval_shape(task.init, init_key)
   ckpt = ckpt_lib.Checkpointer(workdir, config.checkpoint.max_to_keep)
-  state, start = ckpt.restore(ckpt_lib.abstract(abstract_state, repl))
+  state, start = ckpt.restore(ckpt_lib.abstract(abstract_state, repl), set_aside=True)
   if state is None:
     state, start = jax.jit(task.init, out_shardings=repl)(init_key), 0
     print(f'new run in {workdir}')
@@ -160,10 +211,12 @@ def train(config, workdir, task: Task, mesh=None):
              disable=not (config.get('progress_bar', True) and distributed.is_chief()),
              mininterval=1.0,
              file=sys.stderr)
+  profiler = _Profiler(config, workdir)
+  step = start
   try:
     with _Signals() as sig:
-      step = start
       while step < config.num_steps:
+        profiler.before(step)
         batch = jax.device_put(task.train_batch(step), batch_sh)
         state, m = step_fn(state, batch, loop_key)
         if pending:   # at most two steps in flight: the bar and signals track real progress
@@ -171,6 +224,7 @@ def train(config, workdir, task: Task, mesh=None):
         pending.append(m)
         step += 1
         bar.update(1)
+        profiler.after(step, state)
         final = step == config.num_steps
         interrupted = sig.received   # read once: a signal arriving later is handled next step
         eval_due = task.evaluate and (step % config.eval_every == 0 or
@@ -195,15 +249,18 @@ def train(config, workdir, task: Task, mesh=None):
           last_good = step
         if interrupted:
           status = f'interrupted:{interrupted}'
+          ckpt.wait()
+          bar.close()   # before the message, so that the bar is not drawn again under it
           print(f'\n{interrupted} received: checkpoint saved at step {step}; '
                 'run the same command again to resume')
           break
         if stop:
           break
   finally:
+    profiler.stop(step)
     bar.close()
     writer.close()
-    ckpt.close()
+    ckpt.close()   # waits for the save in flight
   return state, status
 
 

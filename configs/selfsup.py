@@ -34,6 +34,7 @@ def get_config(variant='mixup'):
   c.eval_every = 500
   c.eval_at_end = True
   c.progress_bar = True
+  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
   c.log_update_norm = True
   c.conv_impl = 'auto'       # common/conv.py: 'auto' (matmul on CPU, lax elsewhere)
   c.overfit_one_batch = False  # train on the batch of step 0 only, augmentation off: the first

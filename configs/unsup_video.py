@@ -31,6 +31,7 @@ def get_config(variant='composite_conditional'):
   c.eval_every = 1000
   c.eval_at_end = True
   c.progress_bar = True
+  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
   c.log_update_norm = False       # costs ~8% of a CPU step at 168M parameters
   c.conv_impl = 'auto'             # common/conv.py: 'auto' (matmul on CPU, lax elsewhere)
   c.checkpoint = ml_collections.ConfigDict(dict(every=500, max_to_keep=3))

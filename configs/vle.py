@@ -28,6 +28,7 @@ def get_config(variant='vanilla'):
   c.eval_every = 1000
   c.eval_at_end = True
   c.progress_bar = True
+  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
   c.log_update_norm = True
   c.conv_impl = 'auto'             # common/conv.py: 'auto' (matmul on CPU, lax elsewhere)
   c.checkpoint = ml_collections.ConfigDict(dict(every=1000, max_to_keep=3))

@@ -26,6 +26,7 @@ def get_config(variant='handwriting'):
   c.eval_every = 500
   c.eval_at_end = True
   c.progress_bar = True
+  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
   c.checkpoint = ml_collections.ConfigDict(dict(every=500, max_to_keep=3))
   c.early_stopping = ml_collections.ConfigDict(
       dict(metric='', mode='max', patience=5, min_delta=0.0))   # metric '' = off

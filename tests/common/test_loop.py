@@ -21,7 +21,7 @@ W_TRUE = np.array([1.5, -2.0, 0.5], np.float32)
 def toy_config(**overrides):
   c = ml_collections.ConfigDict(dict(
       seed=0, num_steps=20, batch_size=8, log_every=5, eval_every=10, progress_bar=False,
-      eval_at_end=True, lr=0.2, nan_at=-1,
+      eval_at_end=True, lr=0.2, nan_at=-1, profile='',
       checkpoint=dict(every=5, max_to_keep=10),
       early_stopping=dict(metric='', mode='min', patience=1, min_delta=0.0)))
   for k, v in overrides.items():
@@ -100,8 +100,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state))
 
 
-def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
+def test_corrupt_latest_checkpoint_is_set_aside_and_written_again(tmp_path, capsys):
   run(toy_config(num_steps=10), str(tmp_path))
+  capsys.readouterr()
   latest = tmp_path / 'checkpoints' / '10'
   for root, _, files in os.walk(latest):
     for f in files:
@@ -109,9 +110,36 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys):
         with open(os.path.join(root, f), 'wb') as fh:
           fh.write(b'garbage')
   state, _ = run(toy_config(num_steps=12), str(tmp_path))
-  out = capsys.readouterr().out
-  assert 'step 10 is unreadable' in out and 'resuming' in out and 'from step 5' in out
+  out = capsys.readouterr().out.strip().splitlines()
+  assert len(out) == 2, out
+  assert 'step 10 is unreadable' in out[0] and 'checkpoints_unreadable' in out[0]
+  assert out[1] == f'resuming {tmp_path} from step 5'
   assert int(state.step) == 12
+  assert os.listdir(tmp_path / 'checkpoints_unreadable') == ['10']
+  assert checkpoint.Checkpointer(str(tmp_path)).steps() == [5, 10, 12]   # 10 written again
+  run(toy_config(num_steps=12), str(tmp_path))
+  assert capsys.readouterr().out.strip() == f'resuming {tmp_path} from step 12'
+
+
+def test_profile_writes_a_trace_of_the_steps_asked_for(tmp_path, capsys):
+  run(toy_config(num_steps=6, profile='2:4'), str(tmp_path))
+  traces = [f for _, _, fs in os.walk(tmp_path / 'profile') for f in fs if f.endswith('.xplane.pb')]
+  assert len(traces) == 1
+  assert 'profile of steps 2..3 written to' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('spec', ['5', '4:2', 'a:b', '1:2:3'])
+def test_bad_profile_window_is_one_line(tmp_path, spec):
+  with pytest.raises(cfg.ConfigError, match=r"config.profile=.* must be 'START:STOP'"):
+    run(toy_config(profile=spec), str(tmp_path))
+  assert not os.path.exists(tmp_path / 'config.json')
+
+
+def test_workdir_that_is_a_file_is_refused_before_any_work(tmp_path):
+  (tmp_path / 'f').write_text('')
+  for workdir in (tmp_path / 'f', tmp_path / 'f' / 'sub'):
+    with pytest.raises(cfg.ConfigError, match=f'{tmp_path / "f"} is a file, not a folder'):
+      run(toy_config(), str(workdir))
 
 
 def test_changed_config_is_refused_but_num_steps_may_grow(tmp_path):

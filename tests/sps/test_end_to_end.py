@@ -105,6 +105,11 @@ def test_kill9_and_sigterm_resume_exactly(tmp_path):
     ('--config.data.scene=three_body', "error: config.data.scene='three_body' is invalid: "
      "allowed values are 'bouncing_ball', 'two_body', 'music'"),
     ('--config.modle.z_dim=2', "error: --config.modle.z_dim: config has no field 'modle'"),
+    ('--config.batch_size=abc', 'error: --config.batch_size=abc: must be an integer'),
+    ('--config.optim.lr=fast', 'error: --config.optim.lr=fast: must be a number'),
+    ('--config.model.vae=maybe', 'error: --config.model.vae=maybe: must be true or false'),
+    ('--config.model.enc_channels=(8,x)',
+     'error: --config.model.enc_channels=(8,x): must be a tuple of integers, e.g. (8,16,32)'),
 ])
 def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
   override = override.replace('batch_size=6', 'batch_size=6 --config.symmetry.k=4').split()
@@ -112,6 +117,47 @@ def test_bad_config_fails_fast_in_one_line(tmp_path, override, message):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == message
   assert not (tmp_path / 'w').exists()
+
+
+def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
+  (tmp_path / 'f').write_text('')
+  proc = helpers.run(train_cmd(tmp_path / 'f'), timeout=60)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      f'error: --workdir={tmp_path / "f"}: {tmp_path / "f"} is a file, not a folder']
+  assert proc.stdout == ''      # nothing was generated or compiled
+
+
+def _truncate_newest_data_file(workdir, step):
+  files = [p for p in (Path(workdir) / 'checkpoints' / str(step)).rglob('*')
+           if p.is_file() and p.parent.name == 'd']
+  biggest = max(files, key=lambda p: p.stat().st_size)
+  with open(biggest, 'r+b') as f:
+    f.truncate(100)
+
+
+def test_unreadable_newest_checkpoint_is_set_aside_rewritten_and_evaluated(smoke_run, tmp_path):
+  import shutil   # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'w'
+  shutil.copytree(smoke_run[0], workdir)
+  _truncate_newest_data_file(workdir, 30)
+  proc = helpers.run(helpers.cli('sps.evaluate', f'--workdir={workdir}'))
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f'error: checkpoint step 30 in {workdir}/checkpoints is unreadable (')
+  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-3000:]
+
+  proc = helpers.run(train_cmd(workdir))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stderr == ''      # no storage tracebacks, no log lines
+  lines = proc.stdout.strip().splitlines()
+  assert lines[0].startswith('warning: checkpoint step 30 is unreadable (') and len(lines) < 25
+  assert lines[1] == f'resuming {workdir} from step 15'
+  assert f'of {workdir} at step 30' in proc.stdout          # the rewritten step is evaluated
+  assert [p.name for p in (workdir / 'checkpoints_unreadable').iterdir()] == ['30']
+  assert checkpoint.Checkpointer(str(workdir)).steps() == [15, 30]
+  again = helpers.run(train_cmd(workdir))
+  assert again.returncode == 0 and 'is unreadable' not in again.stdout + again.stderr
 
 
 def test_train_step_compiles_once():

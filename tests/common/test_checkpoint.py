@@ -1,0 +1,100 @@
+"""Checkpoints: asynchronous saves that survive donation and kill -9, unreadable steps set aside."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common import checkpoint
+from tests import helpers
+
+BIG = 16_000_000   # floats (64 MB): a write that takes long enough to be caught in flight
+
+
+def _state(seed, n=BIG):
+  return {'w': jax.random.normal(jax.random.PRNGKey(seed), (n,)), 'step': jnp.asarray(seed)}
+
+
+def test_async_save_keeps_the_saved_values_when_the_next_step_donates_them(tmp_path):
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  state = _state(1)
+  expected = jax.device_get(state)
+  ckpt.save(1, state)
+  in_flight = ckpt.manager.is_saving_in_progress()
+  # the train step donates its input: the buffers the save copied from are overwritten
+  state = jax.jit(lambda s: jax.tree.map(lambda x: x * 0 + 7, s), donate_argnums=0)(state)
+  ckpt.close()
+  assert in_flight, 'the save finished before it returned: not asynchronous'
+  restored, step = checkpoint.Checkpointer(str(tmp_path)).restore(
+      checkpoint.abstract(jax.eval_shape(lambda: _state(1))))
+  assert step == 1
+  jax.tree.map(np.testing.assert_array_equal, restored, expected)
+
+
+KILL_DURING_SAVE = textwrap.dedent('''
+    import json, os, signal, sys
+    import jax
+    from common import checkpoint
+    from tests.common.test_checkpoint import _state
+    ckpt = checkpoint.Checkpointer(sys.argv[1])
+    ckpt.save(1, _state(1))
+    ckpt.wait()
+    ckpt.save(2, _state(2))
+    with open(sys.argv[2], 'w') as f:   # what was on disk when the kill came
+      json.dump({'in_flight': ckpt.manager.is_saving_in_progress(),
+                 'listing': sorted(os.listdir(ckpt.directory))}, f)
+    os.kill(os.getpid(), signal.SIGKILL)
+''')
+
+
+def test_kill9_during_an_async_save_leaves_only_complete_steps(tmp_path):
+  import json   # pylint: disable=g-import-not-at-top
+  work, seen = tmp_path / 'w', tmp_path / 'seen.json'
+  proc = subprocess.run([sys.executable, '-c', KILL_DURING_SAVE, str(work), str(seen)],
+                        cwd=helpers.REPO, env=helpers.ENV, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == -9, proc.stderr[-2000:]
+  at_kill = json.load(open(seen))
+  assert at_kill['in_flight'] and '2' not in at_kill['listing'], at_kill
+  ckpt = checkpoint.Checkpointer(str(work))
+  assert ckpt.steps() == [1]                 # step 2 never became a step folder
+  restored, step = ckpt.restore(checkpoint.abstract(jax.eval_shape(lambda: _state(1))))
+  assert step == 1
+  jax.tree.map(np.testing.assert_array_equal, restored, jax.device_get(_state(1)))
+  ckpt.save(2, _state(2))                    # and the step can be written again
+  ckpt.close()
+  assert sorted(os.listdir(work / 'checkpoints')) == ['1', '2']
+
+
+def _corrupt(step_dir):
+  for root, _, files in os.walk(step_dir):
+    for f in files:
+      if not f.startswith('_CHECKPOINT_METADATA'):
+        with open(os.path.join(root, f), 'wb') as fh:
+          fh.write(b'garbage')
+
+
+def test_an_unreadable_step_is_set_aside_for_training_and_refused_for_evaluation(tmp_path):
+  small = lambda s: _state(s, n=10)
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  for s in (1, 2):
+    ckpt.save(s, small(s))
+  ckpt.close()
+  _corrupt(tmp_path / 'checkpoints' / '2')
+  target = checkpoint.abstract(jax.eval_shape(lambda: small(1)))
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  with pytest.raises(checkpoint.UnreadableCheckpointError, match='checkpoint step 2 .* unreadable'):
+    ckpt.restore(target)                     # evaluation: say so, move nothing
+  assert ckpt.steps() == [1, 2]
+  restored, step = ckpt.restore(target, set_aside=True)
+  assert step == 1 and int(restored['step']) == 1
+  assert ckpt.steps() == [1]
+  assert os.listdir(tmp_path / checkpoint.UNREADABLE) == ['2']   # kept, not deleted
+  ckpt.save(2, small(2))                     # the step is written again
+  ckpt.close()
+  restored, step = checkpoint.Checkpointer(str(tmp_path)).restore(target)
+  assert step == 2 and int(restored['step']) == 2
