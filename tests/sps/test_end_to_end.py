@@ -2,6 +2,7 @@
 import functools
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -158,6 +159,36 @@ def test_unreadable_newest_checkpoint_is_set_aside_rewritten_and_evaluated(smoke
   assert checkpoint.Checkpointer(str(workdir)).steps() == [15, 30]
   again = helpers.run(train_cmd(workdir))
   assert again.returncode == 0 and 'is unreadable' not in again.stdout + again.stderr
+
+
+def test_ctrl_c_saves_and_the_message_is_the_last_thing_drawn(tmp_path):
+  import subprocess   # pylint: disable=g-import-not-at-top
+  work = tmp_path / 'w'
+  proc = subprocess.Popen(
+      train_cmd(work, '--config.progress_bar=True', '--config.num_steps=100000',
+                '--config.log_every=5', '--config.eval_every=1000', '--config.checkpoint.every=1000'),
+      cwd=helpers.REPO, env=helpers.ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  log = work / 'metrics.jsonl'
+  t0 = time.time()
+  while not (log.exists() and log.read_text()):
+    assert proc.poll() is None and time.time() - t0 < 300
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 130, out[-2000:]
+  last = [l for l in out.replace('\r', '\n').splitlines() if l.strip()][-1]
+  assert last.startswith('SIGINT received: checkpoint saved at step '), out[-2000:]
+  stopped = int(last.split('at step ')[1].split(';')[0])
+  assert checkpoint.Checkpointer(str(work)).steps() == [stopped]
+
+
+def test_config_files_load_without_a_deprecation_warning(tmp_path):
+  # config_flags' own loader calls importlib's deprecated load_module()
+  proc = helpers.run([sys.executable, '-W', 'error::DeprecationWarning', '-m', 'sps.main',
+                      '--config=configs/sps.py:smoke', '--config.num_steps=0',
+                      f'--workdir={tmp_path / "w"}'], timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip() == 'error: config.num_steps=0 is invalid: must be > 0'
 
 
 def test_train_step_compiles_once():
