@@ -1,8 +1,10 @@
 """Orbax checkpointing of one train-state pytree: asynchronous saves, and unreadable steps set aside."""
+import contextlib
 import os
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 UNREADABLE = 'checkpoints_unreadable'   # where an unreadable step is moved, beside checkpoints/
 
@@ -24,11 +26,12 @@ class Checkpointer:
   def __init__(self, workdir, max_to_keep=3, async_save=True):
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, 'checkpoints')
-    self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True))
+    with _orbax_silent():   # it logs an error for each step whose metadata it cannot parse
+      self.manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(
+              max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
+              cleanup_tmp_directories=True))
 
   def steps(self):
     return sorted(self.manager.all_steps())
@@ -54,7 +57,8 @@ class Checkpointer:
     candidates = [step] if step is not None else self.steps()[::-1]
     for s in candidates:
       try:
-        return self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state)), s
+        with _orbax_silent():   # its failure is reported below, in one line
+          return self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state)), s
       except Exception as e:  # pylint: disable=broad-except
         reason = _first_line(e)
         if not set_aside:
@@ -77,6 +81,16 @@ class Checkpointer:
 
   def close(self):
     self.manager.close()   # waits for the save in flight
+
+
+@contextlib.contextmanager
+def _orbax_silent():
+  old = logging.get_verbosity()
+  logging.set_verbosity(logging.FATAL)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(old)
 
 
 def _first_line(error):

@@ -70,21 +70,24 @@ def test_kill9_during_an_async_save_leaves_only_complete_steps(tmp_path):
   assert sorted(os.listdir(work / 'checkpoints')) == ['1', '2']
 
 
-def _corrupt(step_dir):
+def _corrupt(step_dir, metadata):
   for root, _, files in os.walk(step_dir):
     for f in files:
-      if not f.startswith('_CHECKPOINT_METADATA'):
+      if metadata or not f.startswith('_CHECKPOINT_METADATA'):
         with open(os.path.join(root, f), 'wb') as fh:
           fh.write(b'garbage')
 
 
-def test_an_unreadable_step_is_set_aside_for_training_and_refused_for_evaluation(tmp_path):
+@pytest.mark.parametrize('metadata', [False, True])
+def test_an_unreadable_step_is_set_aside_for_training_and_refused_for_evaluation(
+    tmp_path, capfd, caplog, metadata):
   small = lambda s: _state(s, n=10)
   ckpt = checkpoint.Checkpointer(str(tmp_path))
   for s in (1, 2):
     ckpt.save(s, small(s))
   ckpt.close()
-  _corrupt(tmp_path / 'checkpoints' / '2')
+  _corrupt(tmp_path / 'checkpoints' / '2', metadata)
+  capfd.readouterr()
   target = checkpoint.abstract(jax.eval_shape(lambda: small(1)))
   ckpt = checkpoint.Checkpointer(str(tmp_path))
   with pytest.raises(checkpoint.UnreadableCheckpointError, match='checkpoint step 2 .* unreadable'):
@@ -94,6 +97,9 @@ def test_an_unreadable_step_is_set_aside_for_training_and_refused_for_evaluation
   assert step == 1 and int(restored['step']) == 1
   assert ckpt.steps() == [1]
   assert os.listdir(tmp_path / checkpoint.UNREADABLE) == ['2']   # kept, not deleted
+  out, err = capfd.readouterr()
+  assert err == '' and out.startswith('warning: checkpoint step 2 is unreadable (')   # one line
+  assert not caplog.records, [r.getMessage()[:100] for r in caplog.records]   # nor orbax's logs
   ckpt.save(2, small(2))                     # the step is written again
   ckpt.close()
   restored, step = checkpoint.Checkpointer(str(tmp_path)).restore(target)
