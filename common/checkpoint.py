@@ -1,4 +1,4 @@
-"""Orbax checkpointing of one train-state pytree: asynchronous saves, and unreadable steps set aside."""
+"""Orbax checkpoints of one train-state pytree: saved asynchronously, unreadable steps set aside."""
 import contextlib
 import os
 

@@ -44,7 +44,7 @@ def _check_overrides(argv):
   for arg in argv[1:]:
     if not arg.startswith('--config.'):
       continue
-    field, _, value = arg[len('--config.'):].partition('=')
+    field, has_value, value = arg[len('--config.'):].partition('=')
     parent, _, leaf = field.rpartition('.')
     try:
       node = cfg.get(config, parent) if parent else config
@@ -53,7 +53,8 @@ def _check_overrides(argv):
     if leaf not in node:
       fail(f'--config.{field}: no such field; fields of config{"." + parent if parent else ""}'
            f' are {", ".join(sorted(node.keys()))}')
-    expected = _type_error(node[leaf], value)
+    # `--config.a.b v` and a bare boolean `--config.flag` are absl's to parse
+    expected = has_value and _type_error(node[leaf], value)
     if expected:
       fail(f'--config.{field}={value}: must be {expected}')
 
