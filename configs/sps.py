@@ -155,8 +155,10 @@ def cpu_sized(c, two_body=False):
   c.data.num_frames = 12
   c.model.enc_channels = (8, 16, 32)
   c.model.dec_channels = (32, 16, 8)
-  c.schedule.kind = 'linear'
-  c.schedule.duration = 3000
+  # Measured on 8 seeds (README): a linear teacher-forcing schedule over 3000 steps pulled the
+  # seeds that had drawn the ball back towards the mean frame once it fell below ~0.7; the
+  # released sigmoid schedule (p ~0.96 over these steps) keeps them drawing it.
+  c.model.dec_leak = 0.1
   c.num_steps = 6000
   c.eval_every = 250
   c.checkpoint.every = 500
