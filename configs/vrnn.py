@@ -33,6 +33,7 @@ def get_config(variant='handwriting'):
 
   c.data = ml_collections.ConfigDict(dict(
       source='synthetic',    # 'synthetic' (generated), 'iam' (lineStrokes XML) or 'mnist_rows' (TFDS)
+      seed=0,                # generated data: the lines drawn (apart from `seed`, so seeds share a held-out set)
       path='',               # iam: the IAM-OnDB folder; mnist_rows: TFDS data_dir ('' = default)
       train_list='',         # iam: split files of form ids (e.g. trainset.txt); '' = last lines held out
       eval_list='',
@@ -57,6 +58,7 @@ def get_config(variant='handwriting'):
   ))
   c.loss = ml_collections.ConfigDict(dict(
       kl_warmup=0,           # steps over which the KL weight rises linearly from 0 to 1; 0 = off
+      free_bits=0.0,         # nats per latent dimension per step that cost nothing (Kingma et al. 2016); 0 = off
   ))
   c.optim = ml_collections.ConfigDict(dict(lr=1e-3, grad_clip=10.0, weight_decay=0.0))
   c.eval = ml_collections.ConfigDict(dict(

@@ -27,10 +27,15 @@ def gaussian_log_prob(x, mu, sigma):
   return jnp.sum(-0.5 * z ** 2 - jnp.log(sigma) - 0.5 * LOG_2PI, axis=-1)
 
 
+def gaussian_kl_dims(mu_q, sigma_q, mu_p, sigma_p):
+  """KL(N(mu_q, sigma_q^2) || N(mu_p, sigma_p^2)) of each dimension (elementwise)."""
+  ratio = (sigma_q / sigma_p) ** 2
+  return 0.5 * (ratio + ((mu_q - mu_p) / sigma_p) ** 2 - 1.0 - jnp.log(ratio))
+
+
 def gaussian_kl(mu_q, sigma_q, mu_p, sigma_p):
   """KL(N(mu_q, sigma_q^2) || N(mu_p, sigma_p^2)), diagonal, summed over the last axis."""
-  ratio = (sigma_q / sigma_p) ** 2
-  return 0.5 * jnp.sum(ratio + ((mu_q - mu_p) / sigma_p) ** 2 - 1.0 - jnp.log(ratio), axis=-1)
+  return jnp.sum(gaussian_kl_dims(mu_q, sigma_q, mu_p, sigma_p), axis=-1)
 
 
 def bernoulli_log_prob(x, logits):

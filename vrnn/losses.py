@@ -11,28 +11,55 @@ from vrnn import models
 
 
 def step_terms(model, params, x, mask, key):
-  """Per-step log p(x_t | .), analytic KL(q || p) and the sampled log p(z_t) - log q(z_t)."""
+  """Per-step log p(x_t | .), analytic KL(q || p) and the sampled log p(z_t) - log q(z_t).
+
+  Also per latent dimension (B, T, z_dim): 'kl_dims' (the KL's terms) and 'shift', the
+  encoder's move away from the prior in the prior's units, (mu_q - mu_p) / sigma_p.
+  """
   eps = jax.random.normal(key, x.shape[:2] + (model.z_dim,), x.dtype)
   outs = models.unroll(model, params, x, eps)
   log_px = dist.log_prob(model.output, outs['out'], x) * mask
   if not model.latent:
     zeros = jnp.zeros_like(log_px)
-    return {'log_px': log_px, 'kl': zeros, 'log_ratio': zeros}
+    return {'log_px': log_px, 'kl': zeros, 'log_ratio': zeros,
+            'kl_dims': zeros[..., None], 'shift': zeros[..., None]}
   (mu_q, s_q), (mu_p, s_p) = outs['q'], outs['p']
-  kl = dist.gaussian_kl(mu_q, s_q, mu_p, s_p) * mask
+  kl_dims = dist.gaussian_kl_dims(mu_q, s_q, mu_p, s_p) * mask[..., None]
   log_ratio = (dist.gaussian_log_prob(outs['z'], mu_p, s_p) -
                dist.gaussian_log_prob(outs['z'], mu_q, s_q)) * mask
-  return {'log_px': log_px, 'kl': kl, 'log_ratio': log_ratio}
+  return {'log_px': log_px, 'kl': kl_dims.sum(-1), 'log_ratio': log_ratio, 'kl_dims': kl_dims,
+          'shift': (mu_q - mu_p) / s_p * mask[..., None]}
 
 
-def loss_fn(params, model, x, mask, key, kl_weight=1.0):
-  """Mean negative ELBO per sequence (the training loss) and the metrics to log."""
+def kl_penalty(kl_dims, mask, free_bits=0.0):
+  """The KL term of the training loss, per sequence of the batch on average.
+
+  Without free bits it is the mean over sequences of sum_t KL_t. With free bits lambda > 0
+  (Kingma et al. 2016, one group per latent dimension d): each dimension's KL per real step,
+  averaged over the batch, costs max(lambda, KL_d), so a dimension carries up to lambda nats
+  per step for free and the encoder has no reason to shut it. The result is scaled back to
+  nats per sequence (times the batch's real steps per sequence), so it equals the plain KL
+  whenever every dimension is above lambda.
+  """
+  batch = kl_dims.shape[0]
+  if not free_bits:
+    return jnp.sum(kl_dims) / batch
+  steps = jnp.maximum(mask.sum(), 1.0)
+  per_dim = jnp.sum(kl_dims, axis=(0, 1)) / steps          # (z_dim,) nats per real step
+  return jnp.sum(jnp.maximum(free_bits, per_dim)) * steps / batch
+
+
+def loss_fn(params, model, x, mask, key, kl_weight=1.0, free_bits=0.0):
+  """The training loss (the negative ELBO per sequence, with the KL weighted and free bits
+  if asked) and the metrics to log, which always use the plain ELBO."""
   t = step_terms(model, params, x, mask, key)
   log_px, kl = t['log_px'].sum(1), t['kl'].sum(1)
-  loss = jnp.mean(kl_weight * kl - log_px)
+  penalty = kl_penalty(t['kl_dims'], mask, free_bits)
+  loss = kl_weight * penalty - jnp.mean(log_px)
   steps = jnp.maximum(mask.sum(), 1.0)
   return loss, {
       'loss': loss,
+      'kl_penalty': penalty,
       'elbo': jnp.mean(log_px - kl),
       'elbo_per_step': jnp.sum(log_px - kl) / steps,
       'log_px': jnp.mean(log_px),

@@ -32,7 +32,7 @@ def validate(config, num_devices=None):
             'eval.examples'):
     cfg.check_positive(config, f)
   for f in ('model.layers', 'optim.grad_clip', 'optim.weight_decay', 'loss.kl_warmup',
-            'eval.generate_len'):
+            'loss.free_bits', 'eval.generate_len'):
     cfg.check_positive(config, f, allow_zero=True)
   stroke_data = config.data.source in ('synthetic', 'iam')
   if config.model.output == 'bernoulli':
@@ -79,7 +79,7 @@ def make_init(config):
 def load_data(config, split):
   """{'x': (N, T, D), 'mask': (N, T), 'mean', 'std'} as numpy, normalised by the train stats."""
   try:
-    data = vrnn_data.load(config.data, split, config.seed)
+    data = vrnn_data.load(config.data, split, config.data.seed)
   except cfg.ConfigError:
     raise
   except ValueError as e:   # the data module's checks, e.g. data.num_eval out of range
@@ -106,7 +106,7 @@ def make_task(config):
     key = jax.random.fold_in(key, state.step)   # a fresh key per step, never reused
     w = kl_weight(state.step, config.loss.kl_warmup)
     grads, metrics = jax.grad(losses.loss_fn, has_aux=True)(
-        state.params, model, batch['x'], batch['mask'], key, w)
+        state.params, model, batch['x'], batch['mask'], key, w, config.loss.free_bits)
     state, norms = train_state.apply_gradients(state, grads, tx)
     return state, {**metrics, **norms, 'kl_weight': w}
 
@@ -117,6 +117,22 @@ def make_task(config):
   evaluator = Evaluator(config, model)
   return loop.Task(init=init_state, train_step=train_step, train_batch=train_batch,
                    evaluate=lambda state: evaluator.metrics(state.params))
+
+
+ACTIVE_THRESHOLD = 0.01   # Burda et al. (2016): a unit is active if its activity exceeds this
+
+
+def latent_activity(shift, mask):
+  """Per latent dimension (z_dim,): the variance over held-out sequences and real steps of the
+  encoder's shift from the prior, (mu_q - mu_p) / sigma_p.
+
+  Burda et al.'s covariance criterion Var_x[E_q(z|x) z] assumes a fixed N(0, I) prior (where the
+  shift is mu_q itself, as in VRNN-I). With a learned prior p(z_t | h_{t-1}) a dimension that the
+  encoder ignores follows the prior, whose mean moves with h, so its mu_q varies although it
+  carries nothing; the shift from the prior is what the encoder adds about x_t.
+  """
+  real = mask > 0
+  return np.asarray(shift, np.float64)[real].var(axis=0)
 
 
 class Evaluator:
@@ -157,6 +173,8 @@ class Evaluator:
         'log_px': float(t['log_px'].sum(1).mean()),
         'kl': float(t['kl'].sum(1).mean()),
     }
+    if self.model.latent:
+      out['active_units'] = int(np.sum(latent_activity(t['shift'], mask) > ACTIVE_THRESHOLD))
     if with_likelihood:
       ll = self.log_likelihood(params)
       out['log_likelihood'] = float(ll.mean())
