@@ -48,9 +48,9 @@ def gaussian_log_prob(x, mu, sigma):
   return torch.sum(-0.5 * z ** 2 - torch.log(sigma) - 0.5 * LOG_2PI, -1)
 
 
-def gaussian_kl(mu_q, sigma_q, mu_p, sigma_p):
+def gaussian_kl_dims(mu_q, sigma_q, mu_p, sigma_p):
   ratio = (sigma_q / sigma_p) ** 2
-  return 0.5 * torch.sum(ratio + ((mu_q - mu_p) / sigma_p) ** 2 - 1.0 - torch.log(ratio), -1)
+  return 0.5 * (ratio + ((mu_q - mu_p) / sigma_p) ** 2 - 1.0 - torch.log(ratio))
 
 
 def bernoulli_log_prob(x, logits):
@@ -226,9 +226,8 @@ class VRNNTwin(nn.Module):
     out, p = self.emit(h, stack(fzs) if self.latent else None)
     log_px = log_prob(self.output, out, x) * mask
     if not self.latent:
-      return log_px, torch.zeros_like(log_px)
-    kl = gaussian_kl(stack(mus), stack(sigmas), *p) * mask
-    return log_px, kl
+      return log_px, torch.zeros_like(log_px)[..., None]
+    return log_px, gaussian_kl_dims(stack(mus), stack(sigmas), *p) * mask[..., None]
 
   def terms_naive(self, x, mask, eps):
     """The same terms with every layer and density inside the per-step loop."""
@@ -243,11 +242,11 @@ class VRNNTwin(nn.Module):
         mu_q, sigma_q = self.encoder(torch.cat([fx, h], -1))
         fz = self.phi_z(mu_q + sigma_q * eps[:, i])
         out = self.head(self.decoder(torch.cat([fz, h], -1)))
-        kl.append(gaussian_kl(mu_q, sigma_q, mu_p, sigma_p) * mask[:, i])
+        kl.append(gaussian_kl_dims(mu_q, sigma_q, mu_p, sigma_p) * mask[:, i, None])
         rnn_in = torch.cat([fx, fz], -1)
       else:
         out = self.head(self.decoder(h))
-        kl.append(x.new_zeros(b))
+        kl.append(x.new_zeros(b, 1))
         rnn_in = fx
       log_px.append(log_prob(self.output, out, x_t) * mask[:, i])
       c, h = self.rnn((c, h), rnn_in)
@@ -270,15 +269,20 @@ def num_params(model):
 # ---------------------------------------------------------------------------
 # Loss and train step.
 
-def loss_fn(model, x, mask, eps=None, kl_weight=1.0, naive=False, gen=None):
+def loss_fn(model, x, mask, eps=None, kl_weight=1.0, naive=False, gen=None, free_bits=0.0):
   """(loss, metrics) as `vrnn.losses.loss_fn`; eps (B, T, z_dim) is drawn from `gen` if None."""
   if eps is None:
     eps = torch.randn(x.shape[:2] + (model.z_dim,), generator=gen, device=x.device)
-  log_px, kl = (model.terms_naive if naive else model.terms)(x, mask, eps)
-  log_px, kl = log_px.sum(1), kl.sum(1)
-  loss = torch.mean(kl_weight * kl - log_px)
+  log_px, kl_dims = (model.terms_naive if naive else model.terms)(x, mask, eps)
+  log_px, kl = log_px.sum(1), kl_dims.sum((1, 2))
   steps = torch.clamp(mask.sum(), min=1.0)
-  return loss, {'loss': loss, 'elbo': torch.mean(log_px - kl),
+  if free_bits and model.latent:   # max(lambda, KL per dimension per real step), as in JAX
+    per_dim = kl_dims.sum((0, 1)) / steps
+    penalty = torch.clamp(per_dim, min=free_bits).sum() * steps / x.shape[0]
+  else:
+    penalty = torch.mean(kl)
+  loss = kl_weight * penalty - torch.mean(log_px)
+  return loss, {'loss': loss, 'kl_penalty': penalty, 'elbo': torch.mean(log_px - kl),
                 'elbo_per_step': torch.sum(log_px - kl) / steps,
                 'log_px': torch.mean(log_px), 'kl': torch.mean(kl)}
 
@@ -289,10 +293,11 @@ def make_optimizer(model, lr, weight_decay=0.0):
   return torch.optim.Adam(model.parameters(), lr=lr)
 
 
-def train_step(model, opt, x, mask, grad_clip, eps=None, kl_weight=1.0, naive=False, gen=None):
+def train_step(model, opt, x, mask, grad_clip, eps=None, kl_weight=1.0, naive=False, gen=None,
+               free_bits=0.0):
   """One step: loss, backward, global-norm clipping, Adam. Returns the detached loss."""
   opt.zero_grad(set_to_none=True)
-  loss, _ = loss_fn(model, x, mask, eps, kl_weight, naive, gen)
+  loss, _ = loss_fn(model, x, mask, eps, kl_weight, naive, gen, free_bits)
   loss.backward()
   if grad_clip > 0:
     nn.utils.clip_grad_norm_(model.parameters(), grad_clip)

@@ -145,17 +145,20 @@ def fail(message, code=2):
   sys.exit(code)
 
 
+def default_workdir(project, config):
+  return os.path.join('runs', project, config.get('variant', 'default'))
+
+
 def train_and_evaluate(project, config_flag, workdir, validate, make_task, evaluate):
   """Validates, trains (resuming), evaluates the final checkpoint; exits non-zero when stopped early."""
   quiet_logs()
   use_compilation_cache()
   multi_host = start_distributed()
   try:
-    config = config_flag.value
-    variant = config.get('variant', 'default')
-  except OSError as e:   # config_flags defers a file's load error to first use
+    config = config_flag.value   # config_flags defers a file's load error to first use
+    workdir = workdir or default_workdir(project, config)
+  except OSError as e:
     fail(' '.join(l.strip() for l in str(e).splitlines() if l.strip()))
-  workdir = workdir or os.path.join('runs', project, variant)
   try:
     loop.check_run(config, workdir)
     validate(config)

@@ -6,12 +6,13 @@ Variants:
   vrnn_i       handwriting with the N(0, I) prior (VRNN-I)
   rnn_gmm      the baseline without latent variables (RNN-GMM)
   iam          IAM-OnDB lineStrokes at the paper's sizes (needs data.path)
+  npz          your own (N, T, D) sequences from a .npz/.npy file, Gaussian output (needs data.path)
   mnist_rows   MNIST as 28 rows of 28 bits, Bernoulli output (needs MNIST prepared in TFDS)
   smoke        a tiny handwriting model that trains and evaluates in seconds
 """
 import ml_collections
 
-VARIANTS = ('handwriting', 'gauss', 'vrnn_i', 'rnn_gmm', 'iam', 'mnist_rows', 'smoke')
+VARIANTS = ('handwriting', 'gauss', 'vrnn_i', 'rnn_gmm', 'iam', 'npz', 'mnist_rows', 'smoke')
 
 
 def get_config(variant='handwriting'):
@@ -32,13 +33,15 @@ def get_config(variant='handwriting'):
       dict(metric='', mode='max', patience=5, min_delta=0.0))   # metric '' = off
 
   c.data = ml_collections.ConfigDict(dict(
-      source='synthetic',    # 'synthetic' (generated), 'iam' (lineStrokes XML) or 'mnist_rows' (TFDS)
+      source='synthetic',    # 'synthetic' (generated), 'iam' (lineStrokes XML), 'npz' (a file of
+                             # (N, T, D) sequences, see vrnn/arrays.py) or 'mnist_rows' (TFDS)
       seed=0,                # generated data: the lines drawn (apart from `seed`, so seeds share a held-out set)
-      path='',               # iam: the IAM-OnDB folder; mnist_rows: TFDS data_dir ('' = default)
+      path='',               # iam: the IAM-OnDB folder; npz: the file; mnist_rows: TFDS data_dir
+      normalise=True,        # npz: standardise every feature by the train split's mean and std
       train_list='',         # iam: split files of form ids (e.g. trainset.txt); '' = last lines held out
       eval_list='',
       num_train=4096,        # sequences (generated, or the first n read)
-      num_eval=256,
+      num_eval=256,          # npz, and iam without eval_list: the file's last sequences are held out
       max_len=256,           # points per sequence: longer ones are cut, shorter ones padded + masked
   ))
   c.model = ml_collections.ConfigDict(dict(
@@ -65,9 +68,10 @@ def get_config(variant='handwriting'):
       batch_size=128,
       is_samples=64,         # importance samples for the log-likelihood estimate
       num_generate=8,        # sampled sequences drawn in the figures
-      generate_len=0,        # steps per sample; 0 = data.max_len
+      generate_len=0,        # steps per sample; 0 = the held-out sequences' length (data.max_len at most)
       temperature=1.0,       # scale on the prior's sigma when sampling
       examples=4,            # reconstructions drawn
+      data_units=False,      # report log-densities in the data's units, not the normalised ones
   ))
 
   if variant == 'gauss':
@@ -82,6 +86,10 @@ def get_config(variant='handwriting'):
     c.batch_size = 20
     c.optim.lr = 3e-4
     c.model.update(dict(h_dim=1200, phi_x_dim=250, phi_z_dim=150, hidden_dim=250, z_dim=50))
+  elif variant == 'npz':
+    c.data.source = 'npz'
+    c.model.update(dict(output='gauss', pen_bit=False))
+    c.eval.data_units = True
   elif variant == 'mnist_rows':
     c.data.source = 'mnist_rows'
     c.data.num_train = 60000

@@ -1,4 +1,4 @@
-"""Sequence data for the VRNN: generated handwriting, IAM-OnDB lines, MNIST rows.
+"""Sequence data for the VRNN: generated handwriting, IAM-OnDB lines, MNIST rows, npz files.
 
 Stroke features
 ---------------
@@ -40,7 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCES = ('synthetic', 'iam', 'mnist_rows')
+from vrnn import arrays
+
+SOURCES = ('synthetic', 'iam', 'mnist_rows', 'npz')
 SPLITS = ('train', 'eval')
 DEFAULT_MAX_LEN = 256
 
@@ -542,28 +544,38 @@ def _xp(*arrays):
   return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
-def offset_stats(x, mask):
-  """Mean (2,) and std (2,) of dx, dy over the real points (mask == 1)."""
+def offset_stats(x, mask, features=2):
+  """Mean and std (features,) of the first `features` features over the real points (mask == 1):
+  dx, dy for stroke data, every continuous feature for npz data."""
   x, mask = np.asarray(x, np.float64), np.asarray(mask) > 0
-  offsets = x[..., :2][mask]
-  if offsets.size == 0:
+  real = x[..., :features][mask]
+  if real.size == 0:
     raise ValueError('offset_stats: no real points (mask is all zero)')
-  std = np.maximum(offsets.std(axis=0), 1e-6)
-  return offsets.mean(axis=0).astype(np.float32), std.astype(np.float32)
+  std = np.maximum(real.std(axis=0), 1e-6)
+  return real.mean(axis=0).astype(np.float32), std.astype(np.float32)
 
 
 def normalise(x, mask, mean, std):
-  """(dx, dy) -> (dx - mean) / std on real points; the pen bit and padding (0) are kept."""
-  xp = _xp(x, mask, mean, std)
-  xy = (x[..., :2] - mean) / std
-  return xp.concatenate([xy, x[..., 2:]], -1) * mask[..., None]
+  """The first len(mean) features -> (x - mean) / std on real points; the rest (the pen bit)
+  and padding (0) are kept."""
+  xp, n = _xp(x, mask, mean, std), mean.shape[-1]
+  real = (x[..., :n] - mean) / std
+  return xp.concatenate([real, x[..., n:]], -1) * mask[..., None]
 
 
 def denormalise(x, mask, mean, std):
   """Inverse of `normalise`."""
-  xp = _xp(x, mask, mean, std)
-  xy = x[..., :2] * std + mean
-  return xp.concatenate([xy, x[..., 2:]], -1) * mask[..., None]
+  xp, n = _xp(x, mask, mean, std), mean.shape[-1]
+  real = x[..., :n] * std + mean
+  return xp.concatenate([real, x[..., n:]], -1) * mask[..., None]
+
+
+def log_jacobian(mask, std):
+  """Per sequence (N,): log |d x_normalised / d x| summed over its real steps, -T_i sum log std.
+
+  A density of normalised data plus this is the density of the data in its own units.
+  """
+  return -np.asarray(mask, np.float64).sum(-1) * np.sum(np.log(np.asarray(std, np.float64)))
 
 
 # ===========================================================================
@@ -611,18 +623,23 @@ def _raw(config, split, seed):
                        f'be between 1 and the {len(data["ids"]) - 1} lines minus one')
     part = slice(None, -num_eval) if split == 'train' else slice(-num_eval, None)
     return _take({'x': data['x'][part], 'mask': data['mask'][part]}, n)
+  if config.source == 'npz':
+    return arrays.split(config.path, split, int(n), int(config.num_eval), int(config.max_len))
   data = mnist_rows('train' if split == 'train' else 'test', config.path or None)
   return {k: v[:n] if n > 0 else v for k, v in data.items()}
 
 
-def load(data_config, split, seed):
+def load(data_config, split, seed, stats=None):
   """One split of the configured data, ready for training.
 
-  Stroke data (synthetic, iam) come normalised by the train split's offset
-  statistics, which are returned with them (the same for both splits);
-  mnist_rows is returned as is with mean 0 and std 1.
+  Stroke data (synthetic, iam) come normalised by the train split's offset statistics
+  (dx, dy); npz data with data.normalise by the train split's statistics of every feature.
+  The statistics are returned with them (the same for both splits); `stats` = (mean, std)
+  uses those instead (a workdir's stored ones). mnist_rows, and npz data without
+  data.normalise, are returned as they are with mean 0 and std 1.
 
-  Returns {'x': (n, T, D) float32, 'mask': (n, T) float32, 'mean': (2,), 'std': (2,)}.
+  Returns {'x': (n, T, D) float32, 'mask': (n, T) float32, 'mean': (F,), 'std': (F,)} with
+  F the number of normalised features (2 for strokes, D for npz).
   """
   source = data_config.source
   if source not in SOURCES:
@@ -633,10 +650,17 @@ def load(data_config, split, seed):
   if source != 'mnist_rows' and data_config.max_len < 2:
     raise ValueError(f'config.data.max_len={data_config.max_len} is invalid: must be >= 2')
   data = _raw(data_config, split, seed)
-  if source == 'mnist_rows':
-    return {'x': data['x'], 'mask': data['mask'],
-            'mean': np.zeros(2, np.float32), 'std': np.ones(2, np.float32)}
-  train = data if split == 'train' else _raw(data_config, 'train', seed)
-  mean, std = offset_stats(train['x'], train['mask'])
+  mask = data['mask'].astype(np.float32)
+  features = data['x'].shape[-1] if source == 'npz' else 2
+  if source == 'mnist_rows' or (source == 'npz' and not data_config.normalise):
+    return {'x': data['x'].astype(np.float32), 'mask': mask,
+            'mean': np.zeros(features, np.float32), 'std': np.ones(features, np.float32)}
+  if stats is None:
+    train = data if split == 'train' else _raw(data_config, 'train', seed)
+    stats = offset_stats(train['x'], train['mask'], features)
+  mean, std = (np.asarray(a, np.float32) for a in stats)
+  if mean.shape != (features,) or std.shape != (features,):
+    raise ValueError(f'the stored normalisation has {mean.shape[0]} features, the data '
+                     f'{features}: the data file changed since training')
   x = normalise(data['x'], data['mask'], mean, std).astype(np.float32)
-  return {'x': x, 'mask': data['mask'].astype(np.float32), 'mean': mean, 'std': std}
+  return {'x': x, 'mask': mask, 'mean': mean, 'std': std}

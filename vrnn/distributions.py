@@ -4,7 +4,8 @@ Every log-density sums over the event axis (the last one) and is safe in float32
 from softplus with a floor, correlations are kept inside (-1, 1), mixtures use log-sum-exp.
 Output distributions are selected by kind:
   'gauss'      diagonal Gaussian                                params mu, sigma
-  'gmm'        bivariate Gaussian mixture with correlation     params logits, mu, sigma, rho
+  'gmm'        Gaussian mixture: bivariate with correlation    params logits, mu, sigma, rho
+               for 2 features (pen offsets), diagonal otherwise (no rho)
   'bernoulli'  independent bits                                params logits
 'gauss' and 'gmm' may carry a Bernoulli pen bit for the last feature (param 'pen_logit').
 """
@@ -50,9 +51,13 @@ def bivariate_log_prob(x, mu, sigma, rho):
   return -LOG_2PI - jnp.sum(jnp.log(sigma), -1) - 0.5 * jnp.log(one_minus) - 0.5 * quad
 
 
-def gmm_log_prob(x, logits, mu, sigma, rho):
-  """Mixture of bivariate Gaussians: x (..., 2), logits/rho (..., K), mu/sigma (..., K, 2)."""
-  per_component = bivariate_log_prob(x[..., None, :], mu, sigma, rho)
+def gmm_log_prob(x, logits, mu, sigma, rho=None):
+  """Gaussian mixture: x (..., d), logits (..., K), mu/sigma (..., K, d); with rho (..., K) the
+  components are bivariate with correlation (d = 2), without it diagonal."""
+  if rho is None:
+    per_component = gaussian_log_prob(x[..., None, :], mu, sigma)
+  else:
+    per_component = bivariate_log_prob(x[..., None, :], mu, sigma, rho)
   return jax.nn.logsumexp(jax.nn.log_softmax(logits, -1) + per_component, axis=-1)
 
 
@@ -63,14 +68,16 @@ def bivariate_sample(key, mu, sigma, rho):
   return mu + sigma * jnp.stack([x1, x2], -1)
 
 
-def gmm_sample(key, logits, mu, sigma, rho):
+def gmm_sample(key, logits, mu, sigma, rho=None):
   """Picks a component per example from the mixture weights, then samples it."""
   k_pick, k_draw = jax.random.split(key)
   c = jax.random.categorical(k_pick, logits, axis=-1)
-  take = lambda a: jnp.take_along_axis(a, c[..., None], axis=-1)[..., 0]
-  mu_c = jnp.stack([take(mu[..., 0]), take(mu[..., 1])], -1)
-  sigma_c = jnp.stack([take(sigma[..., 0]), take(sigma[..., 1])], -1)
-  return bivariate_sample(k_draw, mu_c, sigma_c, take(rho))
+  pick = lambda a: jnp.take_along_axis(a, c[..., None, None], axis=-2)[..., 0, :]
+  mu_c, sigma_c = pick(mu), pick(sigma)
+  if rho is None:
+    return mu_c + sigma_c * jax.random.normal(k_draw, mu_c.shape)
+  rho_c = jnp.take_along_axis(rho, c[..., None], axis=-1)[..., 0]
+  return bivariate_sample(k_draw, mu_c, sigma_c, rho_c)
 
 
 def log_prob(kind, p, x):
@@ -81,7 +88,7 @@ def log_prob(kind, p, x):
   if kind == 'gauss':
     lp = gaussian_log_prob(real, p['mu'], p['sigma'])
   else:
-    lp = gmm_log_prob(real, p['logits'], p['mu'], p['sigma'], p['rho'])
+    lp = gmm_log_prob(real, p['logits'], p['mu'], p['sigma'], p.get('rho'))
   if 'pen_logit' in p:
     lp += bernoulli_log_prob(x[..., -1:], p['pen_logit'])
   return lp
@@ -95,7 +102,7 @@ def sample(kind, key, p):
   if kind == 'gauss':
     real = p['mu'] + p['sigma'] * jax.random.normal(k_real, p['mu'].shape)
   else:
-    real = gmm_sample(k_real, p['logits'], p['mu'], p['sigma'], p['rho'])
+    real = gmm_sample(k_real, p['logits'], p['mu'], p['sigma'], p.get('rho'))
   if 'pen_logit' not in p:
     return real
   pen = jax.random.bernoulli(k_pen, jax.nn.sigmoid(p['pen_logit'])).astype(jnp.float32)

@@ -1,7 +1,7 @@
 """Evaluate a VRNN checkpoint: python -m vrnn.evaluate --workdir=DIR [--step=N].
 
 Writes DIR/eval/step_<N>/metrics.json (ELBO per sequence and per step, the importance-sampled
-log-likelihood) and PNGs: sampled sequences, reconstructions, KL per step, training curves.
+log-likelihood, the KL and the active latent units) and PNGs: sampled sequences, reconstructions, KL per step, training curves.
 """
 import os
 
@@ -14,6 +14,7 @@ from common import config as cfg
 from common import loop
 from common import metrics as metrics_lib
 from common import plotting
+from vrnn import data as vrnn_data
 from vrnn import distributions as dist
 from vrnn import models
 from vrnn import train
@@ -42,8 +43,8 @@ def reconstruct(model, params, x):
   return np.asarray(dist.mean(model.output, outs['out']))
 
 
-def sample(model, params, config, n):
-  length = config.eval.generate_len or config.data.max_len
+def sample(model, params, config, n, length):
+  length = config.eval.generate_len or length
   xs = models.generate(model, params, jax.random.PRNGKey(2), n, length, config.eval.temperature)
   return np.asarray(xs)
 
@@ -51,7 +52,7 @@ def sample(model, params, config, n):
 def write_figures(out, config, model, params, evaluator, terms):
   data, paths = evaluator.data, {}
   n = min(config.eval.examples, len(data['x']))
-  samples = sample(model, params, config, config.eval.num_generate)
+  samples = sample(model, params, config, config.eval.num_generate, data['x'].shape[1])
   recon = reconstruct(model, params, data['x'][:n])
   if config.model.pen_bit:   # stroke data
     mean, std = data['mean'], data['std']
@@ -77,6 +78,20 @@ def write_figures(out, config, model, params, evaluator, terms):
     fig.suptitle('held-out lines (black) and one-step reconstructions (red: true previous point '
                  '+ the decoder mean, z = encoder mean)', fontsize=10)
     paths['reconstructions'] = plotting.save(fig, os.path.join(out, 'reconstructions.png'))
+  elif config.model.output != 'bernoulli':   # continuous features: traces in the data's units
+    mean, std = data['mean'], data['std']
+    shown = min(samples.shape[-1], 4)
+    real = lambda a, m: vrnn_data.denormalise(a, m, mean, std)
+    paths['samples'] = plotting.save(traces_figure(
+        [real(s, np.ones(len(s))) for s in samples], None, shown,
+        f'samples from the model ({samples.shape[1]} steps, temperature '
+        f'{config.eval.temperature}), features 0-{shown - 1}'), os.path.join(out, 'samples.png'))
+    masks = data['mask'][:n]
+    paths['reconstructions'] = plotting.save(traces_figure(
+        [real(x, m)[m > 0] for x, m in zip(data['x'][:n], masks)],
+        [real(r, m)[m > 0] for r, m in zip(recon, masks)], shown,
+        'held-out sequences (black) and one-step reconstructions (red: the decoder mean, '
+        'z = encoder mean)'), os.path.join(out, 'reconstructions.png'))
   else:   # bit rows: show them as images
     paths['samples'] = plotting.image_grid(
         os.path.join(out, 'samples.png'), samples[None, ..., None],
@@ -106,6 +121,24 @@ def write_figures(out, config, model, params, evaluator, terms):
   return paths
 
 
+def traces_figure(true, recon, features, title):
+  """One panel per sequence, one row per feature: the sequence (black), the reconstruction."""
+  fig, axes = plotting.plt.subplots(features, len(true), figsize=(min(2.6, 16 / len(true)) * len(true), 1.3 * features),
+                                    squeeze=False, sharex='col')
+  for j, seq in enumerate(true):
+    for d in range(features):
+      ax = axes[d, j]
+      ax.plot(seq[:, d], color='k', lw=1.0)
+      if recon is not None:
+        ax.plot(recon[j][:, d], color='tab:red', lw=0.9, alpha=0.8)
+      ax.tick_params(labelsize=6)
+      if j == 0:
+        ax.set_ylabel(f'x[{d}]', fontsize=8)
+    axes[-1, j].set_xlabel('step t', fontsize=8)
+  fig.suptitle(title, fontsize=9)
+  return fig
+
+
 def curves_figure(train_log, eval_log, config):
   """Train and eval ELBO per step against steps; missing records are said so."""
   fig, ax = plotting.plt.subplots(figsize=(7, 3))
@@ -128,18 +161,21 @@ def evaluate(workdir, step=None):
   config = cfg.load(workdir)
   model, _, init_state = train.make_init(config)
   state, step = loop.restore(workdir, init_state, config.seed, step)
-  evaluator = train.Evaluator(config, model)
+  evaluator = train.Evaluator(config, model,
+                              train.load_data(config, 'eval', train.read_stats(workdir)))
   metrics = evaluator.metrics(state.params, with_likelihood=True)
   metrics['num_sequences'] = len(evaluator.data['x'])
   metrics['mean_length'] = float(evaluator.data['mask'].sum(1).mean())
   out = os.path.join(workdir, 'eval', f'step_{step}')
   os.makedirs(out, exist_ok=True)
+  units = "in the data's units" if config.eval.data_units else 'of the normalised data'
   figures = write_figures(out, config, model, state.params, evaluator,
                           evaluator.step_terms(state.params))
   metrics_lib.report(
       out, workdir, f'VRNN evaluation of {workdir} at step {step} on {metrics["num_sequences"]} '
-      f'held-out sequences (nats; log-likelihood from {config.eval.is_samples} importance '
-      'samples)', metrics, figures, {'step': step, 'is_samples': config.eval.is_samples})
+      f'held-out sequences (nats, {units}; log-likelihood from {config.eval.is_samples} '
+      'importance samples)', metrics, figures,
+      {'step': step, 'is_samples': config.eval.is_samples, 'data_units': config.eval.data_units})
   return metrics
 
 

@@ -54,7 +54,7 @@ def loss_fn(params, model, x, mask, key, kl_weight=1.0, free_bits=0.0):
   if asked) and the metrics to log, which always use the plain ELBO."""
   t = step_terms(model, params, x, mask, key)
   log_px, kl = t['log_px'].sum(1), t['kl'].sum(1)
-  penalty = kl_penalty(t['kl_dims'], mask, free_bits)
+  penalty = kl_penalty(t['kl_dims'], mask, free_bits if model.latent else 0.0)
   loss = kl_weight * penalty - jnp.mean(log_px)
   steps = jnp.maximum(mask.sum(), 1.0)
   return loss, {

@@ -86,11 +86,12 @@ class OutputHead(nn.Module):
       p['sigma'] = dist.positive(nn.Dense(d, name='sigma')(x), self.min_scale)
     else:
       k = self.num_mixtures
-      shape = x.shape[:-1] + (k, 2)
+      shape = x.shape[:-1] + (k, d)
       p['logits'] = nn.Dense(k, name='logits')(x)
-      p['mu'] = nn.Dense(2 * k, name='mu')(x).reshape(shape)
-      p['sigma'] = dist.positive(nn.Dense(2 * k, name='sigma')(x), self.min_scale).reshape(shape)
-      p['rho'] = dist.MAX_RHO * jnp.tanh(nn.Dense(k, name='rho')(x))
+      p['mu'] = nn.Dense(d * k, name='mu')(x).reshape(shape)
+      p['sigma'] = dist.positive(nn.Dense(d * k, name='sigma')(x), self.min_scale).reshape(shape)
+      if d == 2:   # pen offsets: each component correlates dx and dy, as in the paper
+        p['rho'] = dist.MAX_RHO * jnp.tanh(nn.Dense(k, name='rho')(x))
     if self.pen_bit:
       p['pen_logit'] = nn.Dense(1, name='pen_logit')(x)
     return p

@@ -1,4 +1,7 @@
 """VRNN training: config validation, the model from a config, the pure train step and the eval metrics."""
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,11 +10,13 @@ from common import config as cfg
 from common import data as data_lib
 from common import loop
 from common import train_state
+from vrnn import arrays as vrnn_arrays
 from vrnn import data as vrnn_data
 from vrnn import losses
 from vrnn import models
 
-SOURCES = ('synthetic', 'iam', 'mnist_rows')
+SOURCES = vrnn_data.SOURCES
+STATS_FILE = 'normalisation.json'   # in the workdir: the train split's statistics, (mean, std)
 
 
 def validate(config, num_devices=None):
@@ -23,6 +28,8 @@ def validate(config, num_devices=None):
   cfg.check_choice(config, 'model.output', models.OUTPUTS)
   cfg.check_choice(config, 'model.latent', (True, False))
   cfg.check_choice(config, 'model.pen_bit', (True, False))
+  cfg.check_choice(config, 'data.normalise', (True, False))
+  cfg.check_choice(config, 'eval.data_units', (True, False))
   cfg.check_choice(config, 'early_stopping.mode', ('min', 'max'))
   for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
             'checkpoint.max_to_keep', 'data.num_train', 'data.num_eval', 'data.max_len',
@@ -44,6 +51,14 @@ def validate(config, num_devices=None):
   if stroke_data:
     cfg.check(config.model.pen_bit, 'model.pen_bit', config.model.pen_bit,
               f'must be True for stroke data (data.source={config.data.source!r})')
+  if config.data.source == 'npz':
+    cfg.check(not config.model.pen_bit, 'model.pen_bit', config.model.pen_bit,
+              'must be False for data.source=npz (every feature is continuous)')
+    cfg.check(bool(config.data.path), 'data.path', config.data.path,
+              'set it to a .npz or .npy file of (N, T, D) sequences (data.source=npz)')
+    if config.model.output == 'bernoulli':
+      cfg.check(not config.data.normalise, 'data.normalise', config.data.normalise,
+                "must be False with model.output='bernoulli' (the features are bits)")
   if config.data.source == 'iam':
     cfg.check(bool(config.data.path), 'data.path', config.data.path,
               'set it to the IAM-OnDB folder holding lineStrokes/ (data.source=iam)')
@@ -55,6 +70,11 @@ def validate(config, num_devices=None):
 
 
 def x_dim(config):
+  if config.data.source == 'npz':
+    try:
+      return vrnn_arrays.num_features(config.data.path)
+    except ValueError as e:
+      raise cfg.ConfigError(str(e)) from None
   return 28 if config.data.source == 'mnist_rows' else 3
 
 
@@ -76,10 +96,11 @@ def make_init(config):
   return model, tx, lambda key: train_state.create(model.init(key, example), tx)
 
 
-def load_data(config, split):
-  """{'x': (N, T, D), 'mask': (N, T), 'mean', 'std'} as numpy, normalised by the train stats."""
+def load_data(config, split, stats=None):
+  """{'x': (N, T, D), 'mask': (N, T), 'mean', 'std'} as numpy, normalised by the train stats
+  (or by `stats`, a workdir's stored (mean, std))."""
   try:
-    data = vrnn_data.load(config.data, split, config.data.seed)
+    data = vrnn_data.load(config.data, split, config.data.seed, stats)
   except cfg.ConfigError:
     raise
   except ValueError as e:   # the data module's checks, e.g. data.num_eval out of range
@@ -90,6 +111,25 @@ def load_data(config, split):
   return {k: np.asarray(v, np.float32) for k, v in data.items()}
 
 
+def read_stats(workdir):
+  """The (mean, std) a run was trained with, or None for a workdir without them."""
+  path = os.path.join(workdir, STATS_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    stats = json.load(f)
+  return np.asarray(stats['mean'], np.float32), np.asarray(stats['std'], np.float32)
+
+
+def write_stats(workdir, data):
+  """Stores the train split's normalisation on a run's first start; kept on resume."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, STATS_FILE)
+  if not os.path.exists(path):
+    with open(path, 'w') as f:
+      json.dump({'mean': data['mean'].tolist(), 'std': data['std'].tolist()}, f)
+
+
 def kl_weight(step, warmup):
   """1, or a linear ramp from 0 to 1 over `warmup` steps."""
   if not warmup:
@@ -97,10 +137,14 @@ def kl_weight(step, warmup):
   return jnp.minimum(1.0, step.astype(jnp.float32) / warmup)
 
 
-def make_task(config):
-  """The loop.Task of pure functions for this config (data is loaded here, once)."""
+def make_task(config, workdir=None):
+  """The loop.Task of pure functions for this config (data is loaded here, once). With a
+  workdir, the run's normalisation is stored there (or read back when resuming)."""
   model, tx, init_state = make_init(config)
-  train = load_data(config, 'train')
+  stats = read_stats(workdir) if workdir else None
+  train = load_data(config, 'train', stats)
+  if workdir:
+    write_stats(workdir, train)
 
   def train_step(state, batch, key):
     key = jax.random.fold_in(key, state.step)   # a fresh key per step, never reused
@@ -114,7 +158,7 @@ def make_task(config):
     idx = data_lib.epoch_batch_indices(step, len(train['x']), config.batch_size, config.seed)
     return {'x': train['x'][idx], 'mask': train['mask'][idx]}
 
-  evaluator = Evaluator(config, model)
+  evaluator = Evaluator(config, model, load_data(config, 'eval', stats))
   return loop.Task(init=init_state, train_step=train_step, train_batch=train_batch,
                    evaluate=lambda state: evaluator.metrics(state.params))
 
@@ -139,15 +183,16 @@ class Evaluator:
   """The bound and the importance-sampled log-likelihood on the held-out set, in nats.
 
   Sequences are scored in normalised units (the density of the normalised offsets), the
-  convention of the VRNN paper's handwriting numbers.
+  convention of the VRNN paper's handwriting numbers; with eval.data_units in the data's own
+  units (the log-Jacobian of the normalisation added to log p(x), the bound and the estimate).
   """
 
   def __init__(self, config, model, data=None):
     self.config, self.model = config, model
     self.data = data if data is not None else load_data(config, 'eval')
     self._terms = jax.jit(lambda p, x, m, k: losses.step_terms(model, p, x, m, k))
-    self._is = jax.jit(lambda p, x, m, k: losses.importance_log_likelihood(
-        model, p, x, m, k, config.eval.is_samples))
+    self._is = jax.jit(lambda p, x, m, k, n: losses.importance_log_likelihood(
+        model, p, x, m, k, n), static_argnums=4)
 
   def batches(self):
     bs = self.config.eval.batch_size
@@ -162,15 +207,22 @@ class Evaluator:
              for i, x, m in self.batches()]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+  def jacobian(self):
+    """Per sequence (N,): what turns a normalised log-density into the data's units (or 0)."""
+    if not self.config.eval.data_units:
+      return np.zeros(len(self.data['mask']))
+    return vrnn_data.log_jacobian(self.data['mask'], self.data['std'])
+
   def metrics(self, params, with_likelihood=False):
     t = self.step_terms(params)
-    mask = self.data['mask']
-    elbo = (t['log_px'] - t['kl']).sum(1)
+    mask, jac = self.data['mask'], self.jacobian()
+    log_px = t['log_px'].sum(1) + jac
+    elbo = log_px - t['kl'].sum(1)
     steps = mask.sum()
     out = {
         'elbo': float(elbo.mean()),
         'elbo_per_step': float(elbo.sum() / steps),
-        'log_px': float(t['log_px'].sum(1).mean()),
+        'log_px': float(log_px.mean()),
         'kl': float(t['kl'].sum(1).mean()),
     }
     if self.model.latent:
@@ -181,8 +233,11 @@ class Evaluator:
       out['log_likelihood_per_step'] = float(ll.sum() / steps)
     return out
 
-  def log_likelihood(self, params):
-    """Importance-sampled log p(x) per eval sequence (N,)."""
+  def log_likelihood(self, params, num_samples=None):
+    """Importance-sampled log p(x) per eval sequence (N,), from eval.is_samples samples or
+    `num_samples`; in the units `metrics` reports."""
     key = jax.random.PRNGKey(1)
-    return np.concatenate([jax.device_get(self._is(params, x, m, jax.random.fold_in(key, i)))
-                           for i, x, m in self.batches()])
+    n = int(num_samples or self.config.eval.is_samples)
+    ll = np.concatenate([jax.device_get(self._is(params, x, m, jax.random.fold_in(key, i), n))
+                         for i, x, m in self.batches()])
+    return ll + self.jacobian()

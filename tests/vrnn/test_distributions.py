@@ -97,3 +97,23 @@ def test_sample_and_mean_layouts_with_pen_bit():
   np.testing.assert_allclose(dist.mean('gmm', p), [2.0, 3.0, 1.0], atol=1e-6)
   lp = dist.log_prob('gmm', p, x)
   assert np.isfinite(float(lp))
+
+
+def test_diagonal_gmm_in_three_dimensions_matches_scipy_and_its_moments():
+  k, d = 3, 3
+  p = dict(logits=RNG.normal(size=k), mu=RNG.normal(size=(k, d)),
+           sigma=RNG.uniform(0.2, 1.0, size=(k, d)))
+  w = special.softmax(p['logits'])
+  x = RNG.normal(size=(4, d))
+  want = np.log(sum(w[j] * stats.multivariate_normal(p['mu'][j], np.diag(p['sigma'][j] ** 2)).pdf(x)
+                    for j in range(k)))
+  got = dist.log_prob('gmm', {n: np.broadcast_to(v, (4,) + v.shape) for n, v in p.items()}, x)
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+  n = 100_000
+  tile = lambda a: jnp.broadcast_to(jnp.asarray(a, jnp.float32), (n,) + a.shape)
+  xs = np.asarray(dist.sample('gmm', jax.random.PRNGKey(1), {m: tile(v) for m, v in p.items()}))
+  mean = (w[:, None] * p['mu']).sum(0)
+  second = sum(w[j] * (np.diag(p['sigma'][j] ** 2) + np.outer(p['mu'][j], p['mu'][j]))
+               for j in range(k))
+  np.testing.assert_allclose(xs.mean(0), mean, atol=0.015)
+  np.testing.assert_allclose(np.cov(xs.T), second - np.outer(mean, mean), atol=0.03)

@@ -157,3 +157,13 @@ def test_training_stays_finite_on_outliers_with_a_high_learning_rate():
     assert np.isfinite(float(loss)) and np.isfinite(float(gnorm)), i
   samples = models.generate(model, state.params, jax.random.PRNGKey(0), 4, 50)
   assert np.all(np.isfinite(samples))
+
+
+def test_gmm_head_is_diagonal_beyond_two_features():
+  head = models.OutputHead('gmm', x_dim=5, num_mixtures=3, pen_bit=False, min_scale=0.01)
+  p, _ = jax.eval_shape(lambda: head.init_with_output(jax.random.PRNGKey(0), jnp.zeros((2, 8))))
+  assert 'rho' not in p and p['mu'].shape == p['sigma'].shape == (2, 3, 5)
+  strokes_head = models.OutputHead('gmm', x_dim=3, num_mixtures=3, pen_bit=True, min_scale=0.01)
+  p, _ = jax.eval_shape(
+      lambda: strokes_head.init_with_output(jax.random.PRNGKey(0), jnp.zeros((2, 8))))
+  assert p['rho'].shape == (2, 3) and p['mu'].shape == (2, 3, 2) and p['pen_logit'].shape == (2, 1)
