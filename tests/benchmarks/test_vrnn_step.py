@@ -64,7 +64,7 @@ def test_main_prints_a_ratio(capsys):
   assert 'DIFFERENT' not in text
 
 
-@pytest.mark.parametrize('variant', vrnn_configs.VARIANTS)
+@pytest.mark.parametrize('variant', vrnn_step.BENCH_VARIANTS)
 def test_parameter_counts_are_equal(variant):
   config = vrnn_step.make_config(variant)
   model = vrnn_train.make_model(config)
@@ -84,6 +84,7 @@ def test_train_step_matches_torch_twin():
   weights with the same eps on padded data: loss, metrics, every gradient and the parameters
   after one clipped Adam step."""
   config = vrnn_step.make_config(**SMOKE)   # the sizes of test_main: one compile, cached
+  config.loss.free_bits = 1.5   # above some dimensions' KL per step at init: free bits bind
   step_fn, state, batch_fn, key = vrnn_step.build_jax(config, vrnn_step.synthetic_data(config))
   model, params = _random_params(config)
   batch = batch_fn(0)
@@ -92,7 +93,8 @@ def test_train_step_matches_torch_twin():
   step_key = jax.random.fold_in(key, 0)   # what train_step uses at step 0
   eps = _torch(jax.random.normal(step_key, x.shape[:2] + (config.model.z_dim,), jnp.float32))
   grads, jmetrics = jax.jit(lambda p: jax.grad(losses.loss_fn, has_aux=True)(
-      p, model, x, mask, step_key))(params)
+      p, model, x, mask, step_key, 1.0, config.loss.free_bits))(params)
+  assert float(jmetrics['kl_penalty']) > float(jmetrics['kl'])
   # Adam's moments start at zero: only the parameters differ from the initial state
   start = state.replace(params=jax.device_put(params, jax.tree.leaves(state.params)[0].sharding))
   new_state, metrics = step_fn(start, batch, key)
@@ -102,7 +104,8 @@ def test_train_step_matches_torch_twin():
   xt, mt = _torch(x), _torch(mask)
   for naive in (False, True):
     twin = _twin(config, params)
-    loss, tmetrics = torch_vrnn.loss_fn(twin, xt, mt, eps, naive=naive)
+    loss, tmetrics = torch_vrnn.loss_fn(twin, xt, mt, eps, naive=naive,
+                                        free_bits=config.loss.free_bits)
     assert set(tmetrics) == set(jmetrics)
     for k in tmetrics:
       np.testing.assert_allclose(tmetrics[k].item(), float(jmetrics[k]), rtol=1e-5,
@@ -113,7 +116,8 @@ def test_train_step_matches_torch_twin():
       np.testing.assert_allclose(tp.grad.numpy(), g.T if g.ndim == 2 else g, rtol=1e-4,
                                  atol=1e-5 * np.abs(g).max(), err_msg=f'naive={naive}')
     opt = torch_vrnn.make_optimizer(twin, config.optim.lr)
-    torch_vrnn.train_step(twin, opt, xt, mt, config.optim.grad_clip, eps, naive=naive)
+    torch_vrnn.train_step(twin, opt, xt, mt, config.optim.grad_clip, eps, naive=naive,
+                          free_bits=config.loss.free_bits)
     for tp, p in torch_vrnn.named_pairs(twin, new_state.params):
       p = np.asarray(p)
       np.testing.assert_allclose(tp.detach().numpy(), p.T if p.ndim == 2 else p, atol=1e-6,
