@@ -103,14 +103,15 @@ def write_figures(out, config, model, params, evaluator, terms):
 
   mask = data['mask']
   count = np.maximum(mask.sum(0), 1)
-  fig, axes = plotting.plt.subplots(1, 2, figsize=(11, 3))
+  fig, axes = plotting.plt.subplots(1, 3, figsize=(15, 3))
   axes[0].plot(terms['kl'].sum(0) / count)
   axes[0].set_title('KL(q(z_t) || p(z_t)) per step', fontsize=10)
   axes[1].plot(terms['log_px'].sum(0) / count, color='tab:orange')
   axes[1].set_title('log p(x_t | z_t, h_{t-1}) per step', fontsize=10)
-  for ax in axes:
+  for ax in axes[:2]:
     ax.set_xlabel('step t')
   axes[0].set_ylabel('nats (mean over held-out sequences)')
+  latent_panel(axes[2], terms, mask, config.model.latent)
   paths['kl_per_step'] = plotting.save(fig, os.path.join(out, 'kl_per_step.png'))
 
   workdir = os.path.dirname(os.path.dirname(out))
@@ -119,6 +120,25 @@ def write_figures(out, config, model, params, evaluator, terms):
     paths['curves'] = plotting.save(curves_figure(train_log, eval_log, config),
                                     os.path.join(out, 'curves.png'))
   return paths
+
+
+def latent_panel(ax, terms, mask, latent):
+  """Per latent dimension: its KL per real step and its activity (the active-unit criterion)."""
+  if not latent:
+    plotting.note(ax, 'no latent variables (model.latent=False)')
+    ax.axis('off')
+    return
+  kl = terms['kl_dims'].sum((0, 1)) / max(mask.sum(), 1)
+  activity = train.latent_activity(terms['shift'], mask)
+  dims = np.arange(len(kl))
+  ax.bar(dims - 0.2, kl, 0.4, label='KL per step (nats)')
+  ax.bar(dims + 0.2, activity, 0.4, color='tab:green', label='activity Var[shift]')
+  ax.axhline(train.ACTIVE_THRESHOLD, color='k', lw=0.8, ls='--', label='active above')
+  ax.set_yscale('log')
+  ax.set_xlabel('latent dimension')
+  active = int(np.sum(activity > train.ACTIVE_THRESHOLD))
+  ax.set_title(f'latents: {active} of {len(kl)} active', fontsize=10)
+  ax.legend(fontsize=7)
 
 
 def traces_figure(true, recon, features, title):
