@@ -135,6 +135,7 @@ def latent_panel(ax, terms, mask, latent):
   ax.bar(dims + 0.2, activity, 0.4, color='tab:green', label='activity Var[shift]')
   ax.axhline(train.ACTIVE_THRESHOLD, color='k', lw=0.8, ls='--', label='active above')
   ax.set_yscale('log')
+  ax.set_xticks(dims[::max(1, len(dims) // 16)])
   ax.set_xlabel('latent dimension')
   active = int(np.sum(activity > train.ACTIVE_THRESHOLD))
   ax.set_title(f'latents: {active} of {len(kl)} active', fontsize=10)
