@@ -1,6 +1,7 @@
 """Orbax checkpoints of one train-state pytree: saved asynchronously, unreadable steps set aside."""
 import contextlib
 import os
+import sys
 
 import jax
 import orbax.checkpoint as ocp
@@ -60,6 +61,7 @@ class Checkpointer:
         with _orbax_silent():   # its failure is reported below, in one line
           return self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state)), s
       except Exception as e:  # pylint: disable=broad-except
+        _ignore_orphaned_reads()
         reason = _first_line(e)
         if not set_aside:
           raise UnreadableCheckpointError(
@@ -91,6 +93,30 @@ def _orbax_silent():
     yield
   finally:
     logging.set_verbosity(old)
+
+
+def _ignore_orphaned_reads():
+  """Keeps the rest of a failed restore off stderr.
+
+  When one array of a step cannot be read, orbax raises at once and leaves that step's other
+  reads pending; each of them fails later (when it is garbage-collected, or when its storage
+  thread finds the event loop closed) and Python prints its traceback through
+  sys.unraisablehook, at a moment that varies from run to run. The failure was already reported
+  in one line, so those echoes are dropped; any other unraisable error is still printed.
+  """
+  if getattr(sys.unraisablehook, 'drops_orphaned_reads', False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    where = getattr(unraisable.object, '__name__', '')
+    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                   and str(unraisable.exc_value) == 'Event loop is closed')
+    if where != '_read_array_index_and_device_put' and not closed_loop:
+      previous(unraisable)
+
+  hook.drops_orphaned_reads = True
+  sys.unraisablehook = hook
 
 
 def _first_line(error):
