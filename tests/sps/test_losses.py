@@ -49,6 +49,29 @@ def test_linear_projection():
   np.testing.assert_allclose(mse_axis, [0, 0, 1], atol=0.02)
 
 
+def test_knn_projection_small_case_by_hand():
+  # Two fit sequences, one test sequence, one frame each, 1-D z and position, k=1: the test
+  # z (0.9 standardised the same way) is nearest to the fit z 1.0, so it reads out that position.
+  z = np.array([[[0.0]], [[1.0]], [[0.9]], [[3.0]]])   # sequences 0,1 fit; 2,3 test
+  pos = np.array([[[10.0]], [[20.0]], [[30.0]], [[40.0]]])
+  ys = (pos - 25.0) / np.std([10.0, 20.0, 30.0, 40.0])
+  # test z 0.9 -> nearest fit z 1.0 (y of 20); test z 3.0 -> nearest 1.0 too.
+  expected = np.mean([(ys[2, 0, 0] - ys[1, 0, 0]) ** 2, (ys[3, 0, 0] - ys[1, 0, 0]) ** 2])
+  np.testing.assert_allclose(metrics.knn_projection(z, pos, k=1), [expected], rtol=1e-12)
+
+
+def test_knn_projection_sees_a_curved_code_that_the_linear_fit_misses():
+  rng = np.random.default_rng(0)
+  pos = rng.uniform(-1, 1, size=(200, 10, 2))
+  # An invertible but curved code: the angle and radius of a spiral carry both coordinates.
+  angle, radius = 3.0 * (pos[..., 0] + 1), 1.0 + pos[..., 1] + 1
+  z = np.stack([radius * np.cos(angle), radius * np.sin(angle)], -1)
+  assert metrics.linear_projection_mse(z.reshape(-1, 2), pos.reshape(-1, 2)) > 0.3
+  assert np.all(metrics.knn_projection(z, pos) < 0.05)
+  noise = rng.normal(size=z.shape)                 # carries nothing: as bad as the mean
+  assert np.all(metrics.knn_projection(noise, pos) > 0.9)
+
+
 def test_linear_projection_small_case_by_hand():
   # y = [0, 1, 2, 3] standardised; z fits y except a wiggle: residuals computed with numpy by hand.
   z = np.array([[0.0], [1.0], [2.0], [4.0]])
