@@ -37,9 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common import mnist
+
 DIGIT = 28                 # digit image size
 SOURCES = ('embedded', 'mnist', 'auto')
-PREPARE_MNIST = 'pip install -e ".[data]" && tfds build mnist --file_format=array_record'
 TEST_STREAM = 0x7E57       # fold_in tag of the generated test set's key stream
 _TEST_CHUNK = 100          # sequences per compiled call of fixed_test_set
 
@@ -292,22 +293,9 @@ def _embedded_digits(n, seed):
 # ===========================================================================
 
 def mnist_digits(split='train', data_dir=None):
-  """MNIST images (n, 28, 28) float32 in [0, 1] from a prepared TFDS 'mnist'.
-
-  Reads array_record files through `tfds.data_source` (no TensorFlow) and
-  never downloads.
-  """
-  import tensorflow_datasets as tfds  # slow to import: only when asked for
-  try:
-    source = tfds.data_source('mnist', split=split, data_dir=data_dir or None, download=False)
-  except (FileNotFoundError, NotImplementedError, AssertionError, KeyError,
-          tfds.core.DatasetNotFoundError) as e:
-    where = data_dir or 'the default TFDS data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)'
-    raise FileNotFoundError(
-        f'MNIST is not prepared as array_record in {where} ({type(e).__name__}); prepare it '
-        f'once with: {PREPARE_MNIST}' + (f' --data_dir={data_dir}' if data_dir else '')) from None
-  images = np.stack([np.asarray(source[i]['image']) for i in range(len(source))])
-  return images.reshape(-1, DIGIT, DIGIT).astype(np.float32) / 255.0
+  """MNIST images (n, 28, 28) float32 in [0, 1] from a prepared TFDS 'mnist' (common.mnist:
+  no TensorFlow, never downloads)."""
+  return mnist.images(split, data_dir).astype(np.float32) / 255.0
 
 
 def load_digits(source, data_dir=None, split='train'):

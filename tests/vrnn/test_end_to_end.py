@@ -110,8 +110,8 @@ def test_sharded_step_on_8_devices_matches_one_device():
 
 def _write_iam_folder(root, num_lines):
   """IAM-OnDB-layout XML files of generated handwriting (absolute points, y growing downward)."""
-  from vrnn import data as vrnn_data   # pylint: disable=g-import-not-at-top
-  lines = vrnn_data.handwriting(jax.random.PRNGKey(3), num_lines, 128)
+  from vrnn import strokes   # pylint: disable=g-import-not-at-top
+  lines = strokes.handwriting(jax.random.PRNGKey(3), num_lines, 128)
   for i, (x, m) in enumerate(zip(lines['x'], lines['mask'])):
     x = x[m > 0]
     xy = np.cumsum(x[:, :2], 0) * [20, -20] + [500, 2000]
