@@ -16,6 +16,8 @@ if data.unsup_folder is set, the extracted unsup/ folder as the unlabelled pool.
 """
 import ml_collections
 
+from configs import common
+
 PRETEXT = ('mixup', 'scale', 'quadrant', 'patchwork', 'simclr')
 VARIANTS = PRETEXT + ('finetune', 'smoke')
 
@@ -27,21 +29,10 @@ def get_config(variant='mixup'):
   c = ml_collections.ConfigDict()
   c.variant = variant
   c.task = 'mixup'           # a pretext task (PRETEXT) or 'classify'
-  c.seed = 0
-  c.num_steps = 3000
-  c.batch_size = 128
-  c.log_every = 50
-  c.eval_every = 500
-  c.eval_at_end = True
-  c.progress_bar = True
-  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
-  c.log_update_norm = True
-  c.conv_impl = 'auto'       # common/conv.py: 'auto' (matmul on CPU, lax elsewhere)
+  common.loop_fields(c, num_steps=3000, batch_size=128, eval_every=500, checkpoint_every=500,
+                     early_stopping_mode='max', log_update_norm=True)
   c.overfit_one_batch = False  # train on the batch of step 0 only, augmentation off: the first
                                # debugging step (a model that cannot overfit it has a bug)
-  c.checkpoint = ml_collections.ConfigDict(dict(every=500, max_to_keep=3))
-  c.early_stopping = ml_collections.ConfigDict(
-      dict(metric='', mode='max', patience=5, min_delta=0.0))   # metric '' = off
 
   c.data = ml_collections.ConfigDict(dict(
       source='synthetic',  # 'synthetic' or 'imagewang'
@@ -127,11 +118,8 @@ def get_config(variant='mixup'):
     c.checkpoint.every = 500
     c.optim.update(dict(lr=1e-3, warmup_steps=50))
   elif variant == 'smoke':
-    c.num_steps = 20
+    common.smoke_steps(c, num_steps=20, log_every=5, every=10)
     c.batch_size = 16
-    c.log_every = 5
-    c.eval_every = 10
-    c.checkpoint.every = 10
     c.data.update(dict(size=16, num_labelled=100, num_val=100, num_unlabelled=200))
     c.model.update(dict(widths=(8, 16), blocks=(1, 1), projection=(16, 8)))
     c.head.hidden = (16,)

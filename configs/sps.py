@@ -10,6 +10,8 @@ transposed conv at zero, a low-noise posterior, a 1000-step warm-up of the predi
 """
 import ml_collections
 
+from configs import common
+
 VARIANTS = ('bouncing_ball', 'bouncing_ball_cpu', 'two_body', 'two_body_cpu', 'no_symmetry', 'music',
             'smoke')
 
@@ -19,20 +21,10 @@ def get_config(variant='two_body'):
     raise ValueError(f'unknown sps variant {variant!r}; allowed values are {", ".join(VARIANTS)}')
   c = ml_collections.ConfigDict()
   c.variant = variant
-  c.seed = 0
+  common.loop_fields(c, num_steps=20000, batch_size=16, eval_every=1000, checkpoint_every=1000,
+                     early_stopping_mode='min')
   c.num_seeds = 1                  # random inits trained at once (vmapped in one jitted step)
   c.init_from = ''                 # workdir of a run whose newest params start this one
-  c.num_steps = 20000
-  c.batch_size = 16
-  c.log_every = 50
-  c.eval_every = 1000
-  c.eval_at_end = True
-  c.progress_bar = True
-  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
-  c.conv_impl = 'auto'             # 'auto' (matmul on CPU, lax.conv on GPU/TPU), 'matmul', 'lax'
-  c.checkpoint = ml_collections.ConfigDict(dict(every=1000, max_to_keep=3))
-  c.early_stopping = ml_collections.ConfigDict(
-      dict(metric='', mode='min', patience=5, min_delta=0.0))   # metric '' = off
 
   c.data = ml_collections.ConfigDict(dict(
       scene='bouncing_ball',   # 'bouncing_ball' or 'two_body' (generated), ignored if path is set
@@ -131,12 +123,9 @@ def get_config(variant='two_body'):
     # A 1-D z cannot carry the timbre: working seeds keep ~60-80% of the mean-frame loss.
     c.collapse.max_ratio = 0.9
   elif variant == 'smoke':
-    c.num_steps = 30
+    common.smoke_steps(c, num_steps=30, log_every=10, every=15)
     c.loss.pred_warmup = 0     # 30 steps: a warm-up would make the logged loss rise
     c.batch_size = 4
-    c.log_every = 10
-    c.eval_every = 15
-    c.checkpoint.every = 15
     c.data.num_train = 16
     c.data.num_eval = 8
     c.data.num_frames = 8

@@ -13,6 +13,8 @@ residuals token by token like the VLE. data.source='tfds' (data.tfds_name) or 'f
 """
 import ml_collections
 
+from configs import common
+
 VARIANTS = ('vanilla', 'saliency', 'inherent', 'smoke')
 
 
@@ -21,19 +23,8 @@ def get_config(variant='vanilla'):
     raise ValueError(f'unknown vle variant {variant!r}; allowed values are {", ".join(VARIANTS)}')
   c = ml_collections.ConfigDict()
   c.variant = variant
-  c.seed = 0
-  c.num_steps = 20000
-  c.batch_size = 32
-  c.log_every = 50
-  c.eval_every = 1000
-  c.eval_at_end = True
-  c.progress_bar = True
-  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
-  c.log_update_norm = True
-  c.conv_impl = 'auto'             # common/conv.py: 'auto' (matmul on CPU, lax elsewhere)
-  c.checkpoint = ml_collections.ConfigDict(dict(every=1000, max_to_keep=3))
-  c.early_stopping = ml_collections.ConfigDict(
-      dict(metric='', mode='min', patience=5, min_delta=0.0))   # metric '' = off
+  common.loop_fields(c, num_steps=20000, batch_size=32, eval_every=1000, checkpoint_every=1000,
+                     early_stopping_mode='min', log_update_norm=True)
 
   c.data = ml_collections.ConfigDict(dict(
       source='scenes',     # 'scenes' (generated, with true masks), 'tfds' or 'folder'
@@ -95,11 +86,8 @@ def get_config(variant='vanilla'):
   elif variant == 'inherent':
     c.model.kind = 'inherent'
   elif variant == 'smoke':
-    c.num_steps = 20
+    common.smoke_steps(c, num_steps=20, log_every=5, every=10)
     c.batch_size = 8
-    c.log_every = 5
-    c.eval_every = 10
-    c.checkpoint.every = 10
     c.data.size = 32
     c.model.update(dict(kind='saliency', channels=(8, 16, 16), memory=8,
                         decoder_channels=(16, 16, 8), saliency_features=8))

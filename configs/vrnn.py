@@ -12,6 +12,8 @@ Variants:
 """
 import ml_collections
 
+from configs import common
+
 VARIANTS = ('handwriting', 'gauss', 'vrnn_i', 'rnn_gmm', 'iam', 'npz', 'mnist_rows', 'smoke')
 
 
@@ -20,17 +22,9 @@ def get_config(variant='handwriting'):
     raise ValueError(f'unknown vrnn variant {variant!r}; allowed values are {", ".join(VARIANTS)}')
   c = ml_collections.ConfigDict()
   c.variant = variant
-  c.seed = 0
-  c.num_steps = 4000               # ~40 min on a 2-core CPU; samples are legible by then
-  c.batch_size = 32
-  c.log_every = 50
-  c.eval_every = 500
-  c.eval_at_end = True
-  c.progress_bar = True
-  c.profile = ''                 # 'START:STOP': jax.profiler trace of those steps, in workdir/profile
-  c.checkpoint = ml_collections.ConfigDict(dict(every=500, max_to_keep=3))
-  c.early_stopping = ml_collections.ConfigDict(
-      dict(metric='', mode='max', patience=5, min_delta=0.0))   # metric '' = off
+  # 4000 steps: ~40 min on a 2-core CPU; samples are legible by then
+  common.loop_fields(c, num_steps=4000, batch_size=32, eval_every=500, checkpoint_every=500,
+                     early_stopping_mode='max', conv_impl=False)
 
   c.data = ml_collections.ConfigDict(dict(
       source='synthetic',    # 'synthetic' (generated), 'iam' (lineStrokes XML), 'npz' (a file of
@@ -100,11 +94,8 @@ def get_config(variant='handwriting'):
     c.model.update(dict(output='bernoulli', pen_bit=False, h_dim=100, z_dim=16,
                         phi_x_dim=100, phi_z_dim=100, hidden_dim=100))
   elif variant == 'smoke':
-    c.num_steps = 30
+    common.smoke_steps(c, num_steps=30, log_every=10, every=15)
     c.batch_size = 8
-    c.log_every = 10
-    c.eval_every = 15
-    c.checkpoint.every = 15
     c.data.num_train = 32
     c.data.num_eval = 16
     c.data.max_len = 64
