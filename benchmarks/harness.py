@@ -11,6 +11,7 @@ import time
 import jax
 import numpy as np
 
+from common import loop
 from common import sharding
 
 TORCH_VERSIONS = ('hoisted', 'naive')   # the twins of vrnn and unsup_video have both
@@ -59,14 +60,9 @@ def jit_like_loop(task, seed):
 
   Returns (step_fn, state, put(batch) -> the batch on the devices, loop_key).
   """
-  mesh = sharding.make_mesh()
-  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  init_key, loop_key = jax.random.split(jax.random.PRNGKey(seed))
-  state = jax.jit(task.init, out_shardings=repl)(init_key)
-  step_fn = jax.jit(task.train_step, donate_argnums=0,
-                    in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl))
-  put = lambda batch: jax.device_put(batch, batch_sh)
-  return step_fn, state, put, loop_key
+  init, step_fn, put = loop.compile_task(task, sharding.make_mesh())
+  init_key, loop_key = loop.run_keys(seed)
+  return step_fn, init(init_key), put, loop_key
 
 
 def warm_up_jax(step_fn, state, batch_fn, key, flops_note=''):

@@ -1,4 +1,5 @@
-"""What every project's `main.py` does: parse the config, validate it, train, evaluate."""
+"""What every project's `main.py` and `evaluate.py` do: parse the config, validate it, train,
+evaluate (a project declares itself once as a `common.project.Project`)."""
 import ast
 import os
 import sys
@@ -149,29 +150,35 @@ def default_workdir(project, config):
   return os.path.join('runs', project, config.get('variant', 'default'))
 
 
-def train_and_evaluate(project, config_flag, workdir, validate, make_task, evaluate):
+def train_main(project):
+  """`python -m <project>.main`: defines the flags and runs `train_and_evaluate`."""
+  config, workdir = define_flags(project.default_config)
+  run(lambda argv: train_and_evaluate(project, config, workdir.value))
+
+
+def train_and_evaluate(project, config_flag, workdir):
   """Validates, trains (resuming), evaluates the final checkpoint; exits non-zero when stopped early."""
   quiet_logs()
   use_compilation_cache()
   multi_host = start_distributed()
   try:
     config = config_flag.value   # config_flags defers a file's load error to first use
-    workdir = workdir or default_workdir(project, config)
+    workdir = workdir or default_workdir(project.name, config)
   except OSError as e:
     fail(' '.join(l.strip() for l in str(e).splitlines() if l.strip()))
   try:
     loop.check_run(config, workdir)
-    validate(config)
-    task = make_task(config)
+    project.validate(config)
+    task = project.make_task(config, workdir)
     _, status = loop.train(config, workdir, task)
     if status.startswith('interrupted'):
       _exit_now(EXIT_CODES[status.split(':')[1]], multi_host)
     if multi_host:   # evaluation writes files and is cheap: one process does it afterwards
       if distributed.is_chief():
-        print(f'multi-host run: evaluate with `python -m {project}.evaluate --workdir={workdir}` '
-              'on one host')
+        print(f'multi-host run: evaluate with `python -m {project.name}.evaluate '
+              f'--workdir={workdir}` on one host')
     elif config.get('eval_at_end', True):
-      evaluate(workdir)
+      project.evaluate(workdir)
   except (cfg.ConfigError, FileNotFoundError) as e:
     fail(str(e))
   except loop.NonFiniteError as e:

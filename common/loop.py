@@ -72,6 +72,18 @@ def check_run(config, workdir):
   profile_window(config)
 
 
+def check_fields(config, num_devices):
+  """The loop's config fields (configs/common.py), checked first by every project's validate."""
+  if 'conv_impl' in config:
+    config_lib.check_choice(config, 'conv_impl', ('auto', 'matmul', 'lax'))
+  config_lib.check_choice(config, 'early_stopping.mode', ('min', 'max'))
+  for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
+            'checkpoint.max_to_keep'):
+    config_lib.check_positive(config, f)
+  config_lib.check_divisible(config, 'batch_size', num_devices,
+                             f'the batch is split over {num_devices} devices')
+
+
 def profile_window(config):
   """(first, stop) steps of `config.profile='START:STOP'`, or None when it is ''."""
   spec = config.get('profile', '')
@@ -108,6 +120,22 @@ class _Profiler:
       self.on = False
       print(f'\nprofile of steps {self.first}..{step - 1} written to {self.dir} '
             f'(view: tensorboard --logdir={self.dir}, or xprof)')
+
+
+def run_keys(seed):
+  """(init_key, loop_key): a run's one root key from config.seed, split once."""
+  return jax.random.split(jax.random.PRNGKey(seed))
+
+
+def compile_task(task, mesh):
+  """(init, step, put): the task's init and train step jitted as every run uses them, the state
+  replicated and donated to the step, the batch sharded over the mesh; put(host batch) places
+  a batch so."""
+  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  init = jax.jit(task.init, out_shardings=repl)
+  step = jax.jit(task.train_step, donate_argnums=0,
+                 in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl))
+  return init, step, lambda batch: jax.device_put(batch, batch_sh)
 
 
 def prepare_workdir(config, workdir):
@@ -159,14 +187,15 @@ def train(config, workdir, task: Task, mesh=None):
   check_run(config, workdir)
   prepare_workdir(config, workdir)
   mesh = mesh or sharding.make_mesh()
-  repl, batch_sh = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  init_key, loop_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  repl = sharding.replicated(mesh)
+  init_key, loop_key = run_keys(config.seed)
+  init_fn, step_fn, put = compile_task(task, mesh)
 
   abstract_state = jax.eval_shape(task.init, init_key)
   ckpt = ckpt_lib.Checkpointer(workdir, config.checkpoint.max_to_keep)
   state, start = ckpt.restore(ckpt_lib.abstract(abstract_state, repl), set_aside=True)
   if state is None:
-    state, start = jax.jit(task.init, out_shardings=repl)(init_key), 0
+    state, start = init_fn(init_key), 0
     print(f'new run in {workdir}')
   else:
     print(f'resuming {workdir} from step {start}')
@@ -174,8 +203,6 @@ def train(config, workdir, task: Task, mesh=None):
   writer = (metrics_lib.MetricWriter(workdir, resume_step=start) if distributed.is_chief()
             else metrics_lib.NullWriter())
   should_stop = _early_stopper(config, workdir, start)
-  step_fn = jax.jit(task.train_step, donate_argnums=0,
-                    in_shardings=(repl, batch_sh, repl), out_shardings=(repl, repl))
   pending, last_good, status = [], start, 'done'
   t_last, n_last = time.time(), start
 
@@ -217,7 +244,7 @@ def train(config, workdir, task: Task, mesh=None):
     with _Signals() as sig:
       while step < config.num_steps:
         profiler.before(step)
-        batch = jax.device_put(task.train_batch(step), batch_sh)
+        batch = put(task.train_batch(step))
         state, m = step_fn(state, batch, loop_key)
         if pending:   # at most two steps in flight: the bar and signals track real progress
           jax.block_until_ready(pending[-1])
@@ -266,7 +293,7 @@ def train(config, workdir, task: Task, mesh=None):
 
 def restore(workdir, init, seed, step=None):
   """The state saved in `workdir` at `step` (default: newest), for evaluation. Returns (state, step)."""
-  init_key, _ = jax.random.split(jax.random.PRNGKey(seed))
+  init_key, _ = run_keys(seed)
   repl = sharding.replicated(sharding.make_mesh())
   saved = ckpt_lib.saved_steps(workdir)   # checked before orbax starts its threads
   if not saved:

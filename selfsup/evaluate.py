@@ -10,17 +10,19 @@ Writes DIR/eval/step_<N>/:
   grad_norms.png   gradient norm per layer on one training batch (the log's first suspect)
   examples.png     what the model is trained on: a few examples of the task with their targets
   training.png     training loss and accuracy, and the evaluation accuracies, against steps
+
+The project's `PROJECT` is declared here (see sps/evaluate.py for why).
 """
+import functools
 import os
 
 import jax
 import numpy as np
 
 from common import cli
-from common import config as cfg
-from common import loop
 from common import metrics as metrics_lib
 from common import plotting
+from common import project
 from selfsup import data as D
 from selfsup import train
 
@@ -168,27 +170,36 @@ def training_plot(path, workdir, config):
   return plotting.save(training_figure(train_log, eval_log, config), path)
 
 
-def evaluate(workdir, step=None):
-  """Restores a checkpoint with its saved config, writes metrics.json + PNGs; returns the metrics."""
-  config = cfg.load(workdir)
-  train.validate(config, num_devices=1, check_source=False)
+def scorer(config, workdir):
+  """(init_state, score) of a saved config, for Project.evaluate."""
   data = train.datasets(config)
   model, tx, init_state = train.make_init(config, data['num_classes'])
-  state, step = loop.restore(workdir, init_state, config.seed, step)
-  evaluator = train.Evaluator(config, model, data)
-  predictions = evaluator.predictions(state)
-  metrics = evaluator.metrics(state, predictions)
 
-  # Gradients of every layer on one training batch (augmented, as in training).
-  _, loss_fn = train.make_train_step(model, tx, config)
-  pool = data['train'][0] if config.task == 'classify' else data['unlabelled']
-  labels = data['train'][1] if config.task == 'classify' else None
-  batch = jax.jit(train.make_batch_fn(config, pool, labels))(jax.random.PRNGKey(config.seed))
-  grads, _ = jax.jit(jax.grad(loss_fn, has_aux=True))(state.params, state.batch_stats, batch)
-  grad_norms = layer_grad_norms(grads)
+  def score(state, step):
+    evaluator = train.Evaluator(config, model, data)
+    predictions = evaluator.predictions(state)
+    metrics = evaluator.metrics(state, predictions)
 
-  out = os.path.join(workdir, 'eval', f'step_{step}')
-  os.makedirs(out, exist_ok=True)
+    # Gradients of every layer on one training batch (augmented, as in training).
+    _, loss_fn = train.make_train_step(model, tx, config)
+    pool = data['train'][0] if config.task == 'classify' else data['unlabelled']
+    labels = data['train'][1] if config.task == 'classify' else None
+    batch = jax.jit(train.make_batch_fn(config, pool, labels))(jax.random.PRNGKey(config.seed))
+    grads, _ = jax.jit(jax.grad(loss_fn, has_aux=True))(state.params, state.batch_stats, batch)
+    grad_norms = layer_grad_norms(grads)
+    num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
+    return project.Report(
+        f'selfsup evaluation of {workdir} ({config.task}) at step {step} on '
+        f'{data["source"]}; {num_params} parameters', metrics,
+        lambda out: write_figures(out, config, data, predictions, metrics, batch, grad_norms,
+                                  step, workdir),
+        {'step': step, 'task': config.task, 'data': data['source'], 'num_params': num_params,
+         'grad_norms': grad_norms, 'init_from': config.finetune.init_from})
+
+  return init_state, score
+
+
+def write_figures(out, config, data, predictions, metrics, batch, grad_norms, step, workdir):
   names = class_names(config, data['num_classes'])
   val_images, val_labels = (np.asarray(a) for a in data['val'])
   which = 'classifier' if 'classifier' in predictions else 'probe'
@@ -210,13 +221,15 @@ def evaluate(workdir, step=None):
   curves = training_plot(os.path.join(out, 'training.png'), workdir, config)
   if curves:
     figures['training'] = curves
-  num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
-  metrics_lib.report(
-      out, workdir, f'selfsup evaluation of {workdir} ({config.task}) at step {step} on '
-      f'{data["source"]}; {num_params} parameters', metrics, figures,
-      {'step': step, 'task': config.task, 'data': data['source'], 'num_params': num_params,
-       'grad_norms': grad_norms, 'init_from': config.finetune.init_from})
-  return metrics
+  return figures
+
+
+PROJECT = project.Project(
+    name='selfsup', default_config='configs/selfsup.py:mixup', validate=train.validate,
+    make_task=lambda config, workdir: train.make_task(config), scorer=scorer,
+    validate_saved=functools.partial(train.validate, num_devices=1, check_source=False))
+
+evaluate = PROJECT.evaluate   # (workdir, step=None) -> metrics, as the notebook calls it
 
 
 if __name__ == '__main__':

@@ -5,16 +5,7 @@ Running the same command again resumes from the newest checkpoint in the workdir
 pretext run's encoder with --config=configs/selfsup.py:finetune --config.finetune.init_from=DIR.
 """
 from common import cli
-from selfsup import evaluate, train
-
-_CONFIG, _WORKDIR = cli.define_flags('configs/selfsup.py:mixup')
-
-
-def main(argv):
-  del argv
-  cli.train_and_evaluate('selfsup', _CONFIG, _WORKDIR.value, train.validate, train.make_task,
-                         evaluate.evaluate)
-
+from selfsup.evaluate import PROJECT
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.train_main(PROJECT)

@@ -43,7 +43,7 @@ def validate(config, num_devices=None, check_source=True):
 
   check_source: that finetune.init_from holds a run with this encoder (not needed to evaluate).
   """
-  num_devices = num_devices or jax.device_count()
+  loop.check_fields(config, num_devices or jax.device_count())
   d, p, m, h = config.data, config.pretext, config.model, config.head
   cfg.check_choice(config, 'task', TASKS)
   cfg.check_choice(config, 'data.source', D.SOURCES)
@@ -52,10 +52,7 @@ def validate(config, num_devices=None, check_source=True):
   cfg.check_choice(config, 'pretext.target', ('which', 'weights'))
   cfg.check_choice(config, 'loss.kind', ('auto', 'bce', 'mse', 'margin'))
   cfg.check_choice(config, 'finetune.mode', ('full', 'linear'))
-  cfg.check_choice(config, 'conv_impl', ('auto', 'matmul', 'lax'))
-  cfg.check_choice(config, 'early_stopping.mode', ('min', 'max'))
-  for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
-            'checkpoint.max_to_keep', 'data.size', 'data.num_labelled', 'data.num_val',
+  for f in ('data.size', 'data.num_labelled', 'data.num_val',
             'data.num_unlabelled', 'pretext.num_candidates', 'pretext.num_mixed',
             'pretext.patch_size', 'pretext.temperature', 'model.stem_stride', 'optim.lr',
             'eval.batch_size', 'eval.knn_k', 'eval.knn_temperature', 'eval.probe_steps',
@@ -106,8 +103,6 @@ def validate(config, num_devices=None, check_source=True):
       check_source_encoder(config)
   cfg.check(config.task == 'classify' or config.finetune.mode == 'full', 'finetune.mode',
             config.finetune.mode, "'linear' applies to task 'classify' only")
-  cfg.check_divisible(config, 'batch_size', num_devices,
-                      f'the batch is split over {num_devices} devices')
 
 
 def check_source_encoder(config):

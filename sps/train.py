@@ -19,11 +19,13 @@ from sps import symmetry
 from sps.models import SPS
 
 
-def validate(config, num_devices=None):
-  """Every check that can fail, before anything is compiled or written; raises ConfigError."""
-  num_devices = num_devices or jax.device_count()
+def validate(config, num_devices=None, check_source=True):
+  """Every check that can fail, before anything is compiled or written; raises ConfigError.
+
+  check_source: that init_from holds a run (not needed to evaluate).
+  """
+  loop.check_fields(config, num_devices or jax.device_count())
   cfg.check_choice(config, 'data.scene', SCENES)
-  cfg.check_choice(config, 'conv_impl', ('auto', 'matmul', 'lax'))
   cfg.check_choice(config, 'loss.kind', ('mse', 'bce', 'mse_linear'))
   cfg.check_choice(config, 'schedule.kind', ('sigmoid', 'linear', 'none'))
   cfg.check_choice(config, 'model.arch', ('conv', 'mlp'))
@@ -31,9 +33,7 @@ def validate(config, num_devices=None):
   cfg.check_choice(config, 'model.prior_init', ('default', 'identity', 'negative_identity'))
   cfg.check_choice(config, 'symmetry.mode', symmetry.MODES)
   cfg.check_choice(config, 'symmetry.trans_dist', ('normal', 'uniform'))
-  cfg.check_choice(config, 'early_stopping.mode', ('min', 'max'))
-  for f in ('num_steps', 'num_seeds', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
-            'checkpoint.max_to_keep', 'data.num_train', 'data.num_eval', 'data.num_frames',
+  for f in ('num_seeds', 'data.num_train', 'data.num_eval', 'data.num_frames',
             'model.z_dim', 'model.prior_width', 'model.prior_depth', 'optim.lr',
             'eval.batch_size', 'eval.success_threshold', 'schedule.duration',
             'collapse.max_ratio'):
@@ -50,8 +50,6 @@ def validate(config, num_devices=None):
   cfg.check_range(config, 'model.dec_leak', 0.0, 1.0)
   cfg.check_range(config, 'model.prior_dropout', 0.0, 0.95)
   cfg.check_range(config, 'loss.rnn_min_context', 1, config.data.num_frames - 1)
-  cfg.check_divisible(config, 'batch_size', num_devices,
-                      f'the batch is split over {num_devices} devices')
   cfg.check(config.data.num_train >= config.batch_size, 'data.num_train', config.data.num_train,
             f'must be >= batch_size ({config.batch_size})')
   cfg.check(not (config.model.dec_mean_init and config.model.arch == 'mlp'),
@@ -71,7 +69,7 @@ def validate(config, num_devices=None):
       raise cfg.ConfigError(f'config.symmetry.spec={config.symmetry.spec!r} is invalid: {e}') from None
     cfg.check(len(groups) > 0, 'symmetry.spec', config.symmetry.spec,
               'name at least one group, or set symmetry.k=0 for no symmetry')
-  if config.init_from:
+  if config.init_from and check_source:
     cfg.check(os.path.exists(os.path.join(config.init_from, 'config.json')), 'init_from',
               config.init_from, 'must be the workdir of an SPS run (it has no config.json)')
 

@@ -8,16 +8,17 @@ one) with conditional branches fed their own outputs, and writes DIR/eval/step_<
                    predicted future
   per_frame.png    future cross-entropy and SSIM against how far ahead the frame is
   curves.png       training and test cross-entropy against steps
+
+The project's `PROJECT` is declared here (see sps/evaluate.py for why).
 """
 import os
 
 import numpy as np
 
 from common import cli
-from common import config as cfg
-from common import loop
 from common import metrics as metrics_lib
 from common import plotting
+from common import project
 from unsup_video import models
 from unsup_video import train
 
@@ -103,24 +104,30 @@ def curves_figure(train_log, eval_log, branch, config):
   return fig
 
 
-def evaluate(workdir, step=None):
-  """Restores a checkpoint with its saved config, writes metrics.json + PNGs; returns the metrics."""
-  config = cfg.load(workdir)
-  train.validate(config, num_devices=1)
+def scorer(config, workdir):
+  """(init_state, score) of a saved config, for Project.evaluate."""
   model, _, init_state = train.make_init(config)
-  state, step = loop.restore(workdir, init_state, config.seed, step)
-  evaluator = train.Evaluator(config, model)
-  per_frame = evaluator.per_frame(state.params)
-  metrics = evaluator.metrics(state.params, per_frame)
-  out = os.path.join(workdir, 'eval', f'step_{step}')
-  os.makedirs(out, exist_ok=True)
-  figures = write_figures(out, config, evaluator, state.params, per_frame, workdir)
-  metrics_lib.report(
-      out, workdir, f'unsup_video evaluation of {workdir} at step {step} on '
-      f'{len(evaluator.frames)} sequences of the {evaluator.source} (per frame; cross-entropy '
-      'in nats, MSE summed over pixels in (0, 1) units)', metrics, figures,
-      {'step': step, 'test_set': evaluator.source, 'num_sequences': len(evaluator.frames)})
-  return metrics
+
+  def score(state, step):
+    evaluator = train.Evaluator(config, model)
+    per_frame = evaluator.per_frame(state.params)
+    metrics = evaluator.metrics(state.params, per_frame)
+    figures = lambda out: write_figures(out, config, evaluator, state.params, per_frame, workdir)
+    return project.Report(
+        f'unsup_video evaluation of {workdir} at step {step} on {len(evaluator.frames)} '
+        f'sequences of the {evaluator.source} (per frame; cross-entropy in nats, MSE summed over '
+        'pixels in (0, 1) units)', metrics, figures,
+        {'step': step, 'test_set': evaluator.source, 'num_sequences': len(evaluator.frames)})
+
+  return init_state, score
+
+
+PROJECT = project.Project(
+    name='unsup_video', default_config='configs/unsup_video.py:composite_conditional',
+    validate=train.validate, make_task=lambda config, workdir: train.make_task(config),
+    scorer=scorer)
+
+evaluate = PROJECT.evaluate   # (workdir, step=None) -> metrics, as the notebook calls it
 
 
 if __name__ == '__main__':

@@ -4,16 +4,7 @@
 Running the same command again resumes from the newest checkpoint in the workdir.
 """
 from common import cli
-from unsup_video import evaluate, train
-
-_CONFIG, _WORKDIR = cli.define_flags('configs/unsup_video.py:composite_conditional')
-
-
-def main(argv):
-  del argv
-  cli.train_and_evaluate('unsup_video', _CONFIG, _WORKDIR.value, train.validate,
-                         train.make_task, evaluate.evaluate)
-
+from unsup_video.evaluate import PROJECT
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.train_main(PROJECT)

@@ -19,7 +19,7 @@ DATA_STREAM = 1                                  # fold_in tag of the training k
 
 def validate(config, num_devices=None):
   """Every check that can fail, before anything is compiled or written; raises ConfigError."""
-  num_devices = num_devices or jax.device_count()
+  loop.check_fields(config, num_devices or jax.device_count())
   d, m = config.data, config.model
   cfg.check_choice(config, 'data.digits', mm.SOURCES)
   cfg.check_choice(config, 'data.range', losses.RANGES)
@@ -31,10 +31,7 @@ def validate(config, num_devices=None):
   cfg.check_choice(config, 'loss.kind', losses.LOSSES)
   cfg.check_choice(config, 'optim.name', train_state.OPTIMIZERS)
   cfg.check_choice(config, 'eval.test_source', TEST_SOURCES)
-  cfg.check_choice(config, 'conv_impl', ('auto', 'matmul', 'lax'))
-  cfg.check_choice(config, 'early_stopping.mode', ('min', 'max'))
-  for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
-            'checkpoint.max_to_keep', 'data.num_digits', 'data.canvas', 'data.num_frames',
+  for f in ('data.num_digits', 'data.canvas', 'data.num_frames',
             'data.num_input', 'model.layers', 'model.hidden', 'optim.lr', 'optim.eps',
             'eval.num_test', 'eval.batch_size', 'eval.examples'):
     cfg.check_positive(config, f)
@@ -75,8 +72,6 @@ def validate(config, num_devices=None):
     if config.eval.test_source == 'npy':
       cfg.check(bool(config.eval.test_path), 'eval.test_path', config.eval.test_path,
                 'set it to mnist_test_seq.npy (eval.test_source=npy)')
-  cfg.check_divisible(config, 'batch_size', num_devices,
-                      f'the batch is split over {num_devices} devices')
 
 
 def make_model(config):

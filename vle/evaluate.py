@@ -14,6 +14,8 @@ applied to residuals the same way, and writes DIR/eval/step_<N>/:
   masks.png              per example: the image, the true objects, the token ownership of the
                          VLE and of the baseline
   training.png           training losses and test MSE after 4 tokens against steps
+
+The project's `PROJECT` is declared here (see sps/evaluate.py for why).
 """
 import os
 
@@ -21,10 +23,9 @@ import matplotlib
 import numpy as np
 
 from common import cli
-from common import config as cfg
-from common import loop
 from common import metrics as metrics_lib
 from common import plotting
+from common import project
 from vle import data as D
 from vle import train
 
@@ -166,25 +167,30 @@ def training_figure(train_log, eval_log, config):
   return fig
 
 
-def evaluate(workdir, step=None):
-  """Restores a checkpoint with its saved config, writes metrics.json + PNGs; returns the metrics."""
-  config = cfg.load(workdir)
-  train.validate(config, num_devices=1)
+def scorer(config, workdir):
+  """(init_state, score) of a saved config, for Project.evaluate."""
   nets, _, init_state = train.make_init(config)
-  state, step = loop.restore(workdir, init_state, config.seed, step)
-  evaluator = train.Evaluator(config, nets)
-  per_token = evaluator.per_token(state.params)
-  metrics = evaluator.metrics(state.params, per_token)
-  out = os.path.join(workdir, 'eval', f'step_{step}')
-  os.makedirs(out, exist_ok=True)
-  figures = write_figures(out, config, evaluator, state.params, per_token, workdir)
-  sizes = {f'params_{k}': train.num_params(v) for k, v in state.params.items()}
-  metrics_lib.report(
-      out, workdir, f'vle evaluation of {workdir} at step {step} on {evaluator.source} '
-      f'({config.model.kind} VLE, {config.eval.tokens} tokens; MSE with pixels in [0, 1]; '
-      f'parameters {sizes})', metrics, figures,
-      {'step': step, 'test_set': evaluator.source, **sizes}, table_notes(metrics, config))
-  return metrics
+
+  def score(state, step):
+    evaluator = train.Evaluator(config, nets)
+    per_token = evaluator.per_token(state.params)
+    metrics = evaluator.metrics(state.params, per_token)
+    figures = lambda out: write_figures(out, config, evaluator, state.params, per_token, workdir)
+    sizes = {f'params_{k}': train.num_params(v) for k, v in state.params.items()}
+    return project.Report(
+        f'vle evaluation of {workdir} at step {step} on {evaluator.source} '
+        f'({config.model.kind} VLE, {config.eval.tokens} tokens; MSE with pixels in [0, 1]; '
+        f'parameters {sizes})', metrics, figures,
+        {'step': step, 'test_set': evaluator.source, **sizes}, table_notes(metrics, config))
+
+  return init_state, score
+
+
+PROJECT = project.Project(name='vle', default_config='configs/vle.py:vanilla',
+                          validate=train.validate,
+                          make_task=lambda config, workdir: train.make_task(config), scorer=scorer)
+
+evaluate = PROJECT.evaluate   # (workdir, step=None) -> metrics, as the notebook calls it
 
 
 if __name__ == '__main__':

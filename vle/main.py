@@ -4,16 +4,7 @@
 Running the same command again resumes from the newest checkpoint in the workdir.
 """
 from common import cli
-from vle import evaluate, train
-
-_CONFIG, _WORKDIR = cli.define_flags('configs/vle.py:vanilla')
-
-
-def main(argv):
-  del argv
-  cli.train_and_evaluate('vle', _CONFIG, _WORKDIR.value, train.validate, train.make_task,
-                         evaluate.evaluate)
-
+from vle.evaluate import PROJECT
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.train_main(PROJECT)

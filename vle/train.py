@@ -27,15 +27,12 @@ MIN_SSIM_SIZE = 11                               # the SSIM window
 
 def validate(config, num_devices=None):
   """Every check that can fail, before anything is compiled or written; raises ConfigError."""
-  num_devices = num_devices or jax.device_count()
+  loop.check_fields(config, num_devices or jax.device_count())
   d, m, t, e = config.data, config.model, config.tokens, config.eval
   cfg.check_choice(config, 'data.source', D.SOURCES)
   cfg.check_choice(config, 'data.background', D.BACKGROUNDS)
   cfg.check_choice(config, 'model.kind', models.KINDS)
-  cfg.check_choice(config, 'conv_impl', ('auto', 'matmul', 'lax'))
-  cfg.check_choice(config, 'early_stopping.mode', ('min', 'max'))
-  for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
-            'checkpoint.max_to_keep', 'data.size', 'data.min_objects', 'data.max_objects',
+  for f in ('data.size', 'data.min_objects', 'data.max_objects',
             'model.token_channels', 'model.saliency_features', 'model.norm_eps',
             'tokens.train_max', 'tokens.mean_start', 'tokens.mean_end', 'optim.lr',
             'eval.num_test', 'eval.batch_size', 'eval.tokens', 'eval.ari_tokens',
@@ -75,8 +72,6 @@ def validate(config, num_devices=None):
   if d.source == 'folder':
     cfg.check(bool(d.folder), 'data.folder', d.folder,
               "set it to a folder of images (data.source='folder')")
-  cfg.check_divisible(config, 'batch_size', num_devices,
-                      f'the batch is split over {num_devices} devices')
 
 
 # ---------------------------------------------------------------------------

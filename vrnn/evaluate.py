@@ -2,6 +2,8 @@
 
 Writes DIR/eval/step_<N>/metrics.json (ELBO per sequence and per step, the importance-sampled
 log-likelihood, the KL and the active latent units) and PNGs: sampled sequences, reconstructions, KL per step, training curves.
+
+The project's `PROJECT` is declared here (see sps/evaluate.py for why).
 """
 import os
 
@@ -10,10 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import cli
-from common import config as cfg
-from common import loop
 from common import metrics as metrics_lib
 from common import plotting
+from common import project
 from vrnn import data as vrnn_data
 from vrnn import distributions as dist
 from vrnn import models
@@ -177,27 +178,33 @@ def curves_figure(train_log, eval_log, config):
   return fig
 
 
-def evaluate(workdir, step=None):
-  """Restores a checkpoint with its saved config, writes metrics.json + PNGs; returns the metrics."""
-  config = cfg.load(workdir)
+def scorer(config, workdir):
+  """(init_state, score) of a saved config, for Project.evaluate."""
   model, _, init_state = train.make_init(config)
-  state, step = loop.restore(workdir, init_state, config.seed, step)
-  evaluator = train.Evaluator(config, model,
-                              train.load_data(config, 'eval', train.read_stats(workdir)))
-  metrics = evaluator.metrics(state.params, with_likelihood=True)
-  metrics['num_sequences'] = len(evaluator.data['x'])
-  metrics['mean_length'] = float(evaluator.data['mask'].sum(1).mean())
-  out = os.path.join(workdir, 'eval', f'step_{step}')
-  os.makedirs(out, exist_ok=True)
-  units = "in the data's units" if config.eval.data_units else 'of the normalised data'
-  figures = write_figures(out, config, model, state.params, evaluator,
-                          evaluator.step_terms(state.params))
-  metrics_lib.report(
-      out, workdir, f'VRNN evaluation of {workdir} at step {step} on {metrics["num_sequences"]} '
-      f'held-out sequences (nats, {units}; log-likelihood from {config.eval.is_samples} '
-      'importance samples)', metrics, figures,
-      {'step': step, 'is_samples': config.eval.is_samples, 'data_units': config.eval.data_units})
-  return metrics
+
+  def score(state, step):
+    evaluator = train.Evaluator(config, model,
+                                train.load_data(config, 'eval', train.read_stats(workdir)))
+    metrics = evaluator.metrics(state.params, with_likelihood=True)
+    metrics['num_sequences'] = len(evaluator.data['x'])
+    metrics['mean_length'] = float(evaluator.data['mask'].sum(1).mean())
+    units = "in the data's units" if config.eval.data_units else 'of the normalised data'
+    figures = lambda out: write_figures(out, config, model, state.params, evaluator,
+                                        evaluator.step_terms(state.params))
+    return project.Report(
+        f'VRNN evaluation of {workdir} at step {step} on {metrics["num_sequences"]} held-out '
+        f'sequences (nats, {units}; log-likelihood from {config.eval.is_samples} importance '
+        'samples)', metrics, figures,
+        {'step': step, 'is_samples': config.eval.is_samples, 'data_units': config.eval.data_units})
+
+  return init_state, score
+
+
+# The workdir keeps the data's normalisation, so that resume and evaluation use the same.
+PROJECT = project.Project(name='vrnn', default_config='configs/vrnn.py:handwriting',
+                          validate=train.validate, make_task=train.make_task, scorer=scorer)
+
+evaluate = PROJECT.evaluate   # (workdir, step=None) -> metrics, as the notebook calls it
 
 
 if __name__ == '__main__':

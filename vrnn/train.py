@@ -21,7 +21,7 @@ STATS_FILE = 'normalisation.json'   # in the workdir: the train split's statisti
 
 def validate(config, num_devices=None):
   """Every check that can fail, before anything is compiled or written; raises ConfigError."""
-  num_devices = num_devices or jax.device_count()
+  loop.check_fields(config, num_devices or jax.device_count())
   cfg.check_choice(config, 'data.source', SOURCES)
   cfg.check_choice(config, 'model.cell', models.CELLS)
   cfg.check_choice(config, 'model.prior', models.PRIORS)
@@ -30,9 +30,7 @@ def validate(config, num_devices=None):
   cfg.check_choice(config, 'model.pen_bit', (True, False))
   cfg.check_choice(config, 'data.normalise', (True, False))
   cfg.check_choice(config, 'eval.data_units', (True, False))
-  cfg.check_choice(config, 'early_stopping.mode', ('min', 'max'))
-  for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
-            'checkpoint.max_to_keep', 'data.num_train', 'data.num_eval', 'data.max_len',
+  for f in ('data.num_train', 'data.num_eval', 'data.max_len',
             'model.h_dim', 'model.phi_x_dim', 'model.phi_z_dim', 'model.hidden_dim',
             'model.z_dim', 'model.num_mixtures', 'model.min_scale', 'optim.lr',
             'eval.batch_size', 'eval.is_samples', 'eval.num_generate', 'eval.temperature',
@@ -62,8 +60,6 @@ def validate(config, num_devices=None):
   if config.data.source == 'iam':
     cfg.check(bool(config.data.path), 'data.path', config.data.path,
               'set it to the IAM-OnDB folder holding lineStrokes/ (data.source=iam)')
-  cfg.check_divisible(config, 'batch_size', num_devices,
-                      f'the batch is split over {num_devices} devices')
   if config.data.source == 'synthetic':
     cfg.check(config.data.num_train >= config.batch_size, 'data.num_train',
               config.data.num_train, f'must be >= batch_size ({config.batch_size})')
