@@ -413,7 +413,8 @@ def seed_params(params, i):
 
 class Evaluator:
   """Held-out metrics of every seed: losses with the prior rolling out on its own, linear
-  projection (and, for music, pitch R² per timbre on held-out and training timbres)."""
+  projection, a nearest-neighbour read-out of the positions (and, for music, pitch R² per timbre
+  on held-out and training timbres)."""
 
   def __init__(self, config, model, data=None):
     self.config, self.model = config, model
@@ -458,6 +459,8 @@ class Evaluator:
     out['linear_projection_mse'] = axes.mean(1)
     for i in range(axes.shape[1]):
       out[f'r2_axis{i}'] = 1.0 - axes[:, i]
+    # is the position in z at all? (low here, high above: a curved code, not disentangled)
+    out['knn_projection_mse'] = np.array([sps_metrics.knn_projection(m, pos).mean() for m in mu])
     if self.seen_timbres is not None:
       out['pitch_r2_heldout'] = self.pitch_r2(mu, self.data)
       out['pitch_r2_train_timbres'] = self.pitch_r2(self.encode(params, self.seen_timbres),

@@ -36,6 +36,7 @@ def test_smoke_trains_checkpoints_and_evaluates(smoke_run):
   m = json.load(open(out / 'metrics.json'))
   assert m['step'] == 30 and 0.0 <= m['linear_projection_mse'] <= 1.5
   assert {'r2_axis0', 'r2_axis1', 'r2_axis2', 'self_recon', 'image_pred'} <= set(m)
+  assert 0.0 <= m['knn_projection_mse'] <= 3.0 and len(m['per_seed']['knn_projection_mse']) == 1
   for png in ('decoder_traversal.png', 'rollout.png', 'z_trajectories.png', 'curves.png'):
     assert (out / png).stat().st_size > 5000, png
   assert '| linear_projection_mse |' in proc.stdout
