@@ -165,6 +165,8 @@ def test_cpu_variants_validate(variant):
   c = sps_configs.get_config(variant)
   train.validate(c, num_devices=1)
   assert c.num_seeds == 8
+  # the measured recipe: sigmoid teacher forcing, a leaky decoder, the prior learning from step 0
+  assert (c.schedule.kind, c.model.dec_leak, c.loss.warmup_prior_first) == ('sigmoid', 0.1, True)
 
 
 def test_dec_mean_init_starts_the_decoder_at_the_mean_frame():
