@@ -1,6 +1,6 @@
 """A PyTorch twin of the SPS model and its training step, for speed comparisons on CPU.
 
-Same architecture, sizes and loss computation as `sps/models.py` and `sps.train.loss_fn`:
+Same architecture, sizes and loss computation as `sps/models.py` and `sps.losses.loss_fn`:
 
   * encoder: Conv2d k4 s2 p1 (3 -> 64 -> 128 -> 256) with ReLU, flatten, Linear mu / logvar;
   * decoder: MLP z -> 16 -> 32 -> 64 (ReLU), Linear -> 4096 (ReLU), reshape 4x4x256,
@@ -220,7 +220,7 @@ def act_inverse(g, z):
 
 
 def symmetry_paths(config, z, x, gen=None):
-  """[(name, g, z, x)] like `sps.train.symmetry_paths`."""
+  """[(name, g, z, x)] like `sps.losses.symmetry_paths`."""
   from sps import symmetry   # pure Python spec parsing, shared with the JAX code
   s = config.symmetry
   if not s.k:
@@ -246,7 +246,7 @@ def reconstruction(logits, target, kind='mse'):
 
 
 def prediction_losses(model, z, x, g, p_teacher, context, kind='mse', gen=None):
-  """One prior path, as `sps.train.prediction_losses`: (z loss, image loss)."""
+  """One prior path, as `sps.losses.prediction_losses`: (z loss, image loss)."""
   b, t, d = z.shape
   z_in = z if g is None else act(g, z)
   teacher = (torch.rand(b, t - 1, generator=gen) < p_teacher) | (torch.arange(t - 1) < context)[None]
@@ -261,7 +261,7 @@ def prediction_losses(model, z, x, g, p_teacher, context, kind='mse', gen=None):
 
 
 def loss_fn(model, config, x, p_teacher, gen=None, with_symmetry=True):
-  """Total loss and its terms for frames x (B, T, H, W, C) in [0, 1], as `sps.train.loss_fn`."""
+  """Total loss and its terms for frames x (B, T, H, W, C) in [0, 1], as `sps.losses.loss_fn`."""
   b, t = x.shape[:2]
   flat = model.to_images(x.reshape((b * t,) + x.shape[2:]))
   mu, logvar = model.encoder(flat)

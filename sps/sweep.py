@@ -24,6 +24,7 @@ from common import config as cfg
 from common import loop
 from common import metrics as metrics_lib
 from sps import evaluate as sps_evaluate
+from sps import figures as sps_figures
 from sps import train
 
 _CONFIG, _WORKDIR = cli.define_flags('configs/sps.py:bouncing_ball')
@@ -177,10 +178,10 @@ def run_sweep(config, workdir, sweeps, metric):
   json.dump({'metric': metric, 'groups': results}, open(os.path.join(workdir, 'results.json'), 'w'),
             indent=1)
   lin = metric == 'linear_projection_mse'
-  sps_evaluate.box_plot(os.path.join(workdir, 'box.png'),
-                        {n: r['values'] for n, r in results.items()}, threshold if lin else None,
-                        f'{metric} per seed, {config.num_steps} steps',
-                        ylabel=f'{metric} (log)' if lin else metric)
+  sps_figures.box_plot(os.path.join(workdir, 'box.png'),
+                       {n: r['values'] for n, r in results.items()}, threshold if lin else None,
+                       f'{metric} per seed, {config.num_steps} steps',
+                       ylabel=f'{metric} (log)' if lin else metric)
   print(f'\n{md}\n\nwrote {workdir}/results.md, results.json, box.png')
   return 'done'
 

@@ -1,5 +1,6 @@
-"""SPS training: config validation, data, the pure loss and train step, and evaluation metrics."""
-import functools
+"""SPS training: config validation, data, init (with its data-dependent starts) and the pure
+train step, bound into the loop's Task. The objective is in losses.py, the metrics in
+evaluation.py."""
 import os
 
 import jax
@@ -12,11 +13,14 @@ from common import data as data_lib
 from common import loop
 from common import train_state
 from sps import data as sps_data
+from sps import evaluation
 from sps import losses
 from sps import music
-from sps import metrics as sps_metrics
 from sps import symmetry
 from sps.models import SPS
+
+SCENES = sps_data.SCENES + ('music',)
+IMAGE_SHAPE = (32, 32, 3)
 
 
 def validate(config, num_devices=None, check_source=True):
@@ -74,9 +78,6 @@ def validate(config, num_devices=None, check_source=True):
               config.init_from, 'must be the workdir of an SPS run (it has no config.json)')
 
 
-SCENES = sps_data.SCENES + ('music',)
-
-
 def make_model(config, frame_shape=None):
   m = config.model
   frame_shape = frame_shape or frame_shape_of(config)
@@ -128,139 +129,11 @@ def load_data(config, split, heldout=None):
   return {k: np.asarray(v, np.int32 if k == 'timbre' else np.float32) for k, v in data.items()}
 
 
-def teacher_mask(key, p_teacher, batch, steps, context):
-  """(batch, steps) bool: feed the prior the encoded frame (True) or its own last guess; the
-  first `context` inputs are always the encoded frames."""
-  return jax.random.bernoulli(key, p_teacher, (batch, steps)) | (jnp.arange(steps) < context)[None]
-
-
-def prediction_losses(predict, decode, z, x, g, key, p_teacher, context, kind='mse',
-                      stop_grad_target=True, stop_grad_input=False, score_all=False,
-                      teacher=None):
-  """One prior path: predict z[1:] from g.z, map back with g^-1, score in z and in pixels.
-
-  predict(z_in, teacher, key) -> predictions of z_in[1:]; decode(z) -> frame logits.
-  z: (B, T, d) encoded sequences; x: (B, T, ...) frames; g: batched (A, b), or None for
-  the identity path. The prior is unrolled once per path. The predictions of z[context:] are
-  scored, or all T-1 of them with score_all (the release). stop_grad_target: no gradient
-  from the z loss into the encoded target (the log: prevents collapse); stop_grad_input:
-  none from the prior into the encoder through its input either. teacher: a given
-  teacher_mask (else drawn from key with p_teacher). Returns (z loss, image loss, the scored
-  predictions mapped back by g^-1: (B, T - first, d)).
-  """
-  b, t, d = z.shape
-  k_teacher, k_prior = jax.random.split(key)
-  z_in = jax.lax.stop_gradient(z) if stop_grad_input else z
-  z_in = z_in if g is None else jax.vmap(symmetry.act)(g, z_in)
-  if teacher is None:
-    teacher = teacher_mask(k_teacher, p_teacher, b, t - 1, context)
-  z_hat = predict(z_in[:, :-1], teacher, k_prior)
-  if g is not None:
-    z_hat = jax.vmap(symmetry.act_inverse)(g, z_hat)
-  first = 1 if score_all else context
-  z_pred = z_hat[:, first - 1:]
-  target = jax.lax.stop_gradient(z[:, first:]) if stop_grad_target else z[:, first:]
-  z_loss = jnp.mean((z_pred - target) ** 2)
-  logits = decode(z_pred.reshape(-1, d))
-  img_loss = losses.reconstruction(logits, x[:, first:].reshape(logits.shape), kind)
-  return z_loss, img_loss, z_pred
-
-
-def symmetry_paths(config, key, b):
-  """[(name, g, idx)] for each symmetry path: batch/k sequences (rows idx of the batch of b),
-  each with k transforms."""
-  s = config.symmetry
-  if not s.k:
-    return []
-  groups = symmetry.parse(s.spec, config.model.z_dim)
-  idx = jnp.repeat(jnp.arange(b // s.k), s.k)
-  sample = functools.partial(symmetry.sample_transform, z_dim=config.model.z_dim,
-                             p_identity=s.p_identity, trans_dist=s.trans_dist,
-                             trans_scale=s.trans_scale)
-  if s.mode == 'each':
-    keys = jax.random.split(key, len(groups))
-    return [(str(grp), jax.vmap(lambda k, grp=grp: sample(k, (grp,), mode='sample'))(
-        jax.random.split(kg, b)), idx) for kg, grp in zip(keys, groups)]
-  g = jax.vmap(lambda k: sample(k, groups, mode=s.mode))(jax.random.split(key, b))
-  return [('symmetry', g, idx)]
-
-
-def reverse_time(key, x, p):
-  """Each sequence of x (B, T, ...) played backwards with probability p (an augmentation)."""
-  flip = jax.random.bernoulli(key, p, (x.shape[0],)).reshape((-1,) + (1,) * (x.ndim - 1))
-  return jnp.where(flip, x[:, ::-1], x)
-
-
-def pred_scale(step, warmup):
-  """Weight of the prediction terms at `step`: a linear ramp from 0 over `warmup` steps, so
-  the decoder first learns to draw the ball from z (self-recon alone) before it must also
-  decode the untrained prior's guesses, which hold it on the mean frame."""
-  if not warmup:
-    return jnp.ones((), jnp.float32)
-  return jnp.clip(jnp.asarray(step, jnp.float32) / warmup, 0.0, 1.0)
-
-
-def scale_gradient(tree, s):
-  """tree unchanged in the forward pass; its gradient multiplied by s."""
-  return jax.tree.map(lambda a: jax.lax.stop_gradient(a) + s * (a - jax.lax.stop_gradient(a)),
-                      tree)
-
-
-def loss_fn(params, model, config, x, key, p_teacher, with_symmetry=True, train=True,
-            pred_weight=1.0):
-  """Total loss and its terms for one seed's params and a batch of sequences x (B, T, ...).
-
-  pred_weight scales every prediction term (z, image and consistency; the warm-up), or, with
-  loss.warmup_prior_first, only the gradients they send into the encoder and decoder."""
-  x = jnp.asarray(x)
-  b, t = x.shape[:2]
-  k_eps, k_rev, k_sym, k_paths, k_teach = jax.random.split(key, 5)
-  if train and config.data.reverse_prob:
-    x = reverse_time(k_rev, x, config.data.reverse_prob)
-  flat = x.reshape((b * t,) + x.shape[2:])
-  mu, logvar = model.apply(params, flat, method=SPS.encode)
-  z = losses.reparameterize(k_eps, mu, logvar) if config.model.vae else mu
-  recon = model.apply(params, z, method=SPS.decode)
-  w = config.loss
-  terms = {'self_recon': losses.reconstruction(recon, flat, w.kind)}
-  total = w.self_recon * terms['self_recon']
-  if config.model.vae:
-    terms['kl'] = losses.kl_to_standard_normal(mu, logvar)
-    total += w.kl * terms['kl']
-  z = z.reshape(b, t, -1)
-  paths = [('identity', None, jnp.arange(b))]
-  if with_symmetry:
-    paths += symmetry_paths(config, k_sym, b)
-  # one teacher mask for the batch: a transformed copy of a sequence is fed as its original is
-  teacher = teacher_mask(k_teach, p_teacher, b, t - 1, w.rnn_min_context)
-
-  def predict(z_in, teacher, k):
-    return model.apply(params, z_in, teacher, not train, method=SPS.predict, rngs={'dropout': k})
-
-  # False: the untrained prior's guesses cannot drag the shared decoder back to the mean frame
-  dec_params = params if w.pred_decoder_grad else jax.lax.stop_gradient(params)
-  z_pred_in = z
-  if w.warmup_prior_first:   # the prior trains at full weight, the VAE feels the ramp
-    z_pred_in, dec_params = scale_gradient((z, dec_params), pred_weight)
-    pred_weight = 1.0
-  decode = functools.partial(model.apply, dec_params, method=SPS.decode)
-  for (name, g, idx), kp in zip(paths, jax.random.split(k_paths, len(paths))):
-    z_loss, img_loss, z_hat = prediction_losses(
-        predict, decode, z_pred_in[idx], x[idx], g, kp, p_teacher, w.rnn_min_context, w.kind,
-        w.z_stop_grad_target, w.z_stop_grad_input, w.score_all, teacher[idx])
-    terms[f'z_pred/{name}'], terms[f'image_pred/{name}'] = z_loss, img_loss
-    # paths add up, not averaged
-    total += pred_weight * (w.z_pred * z_loss + w.image_pred * img_loss)
-    if g is None:
-      z_hat_identity = z_hat
-    elif w.srs:   # g^-1 prior(g z) should equal prior(z) itself, not only the data
-      terms[f'srs/{name}'] = jnp.mean((z_hat - z_hat_identity[idx]) ** 2)
-      total += pred_weight * w.srs * terms[f'srs/{name}']
-  terms['loss'] = total
-  return total, terms
-
-
-IMAGE_SHAPE = (32, 32, 3)
+def make_evaluator(config, model):
+  """The evaluation.Evaluator of config's held-out data (for music also the training timbres')."""
+  data = load_data(config, 'eval')
+  seen = load_data(config, 'eval', heldout=False) if config.data.scene == 'music' else None
+  return evaluation.Evaluator(config, model, data, seen)
 
 
 def seed_keys(key, num_seeds):
@@ -364,9 +237,9 @@ def make_train_step(config, model, tx):
   def one_seed(state, frames, key):
     key = jax.random.fold_in(key, state.step)   # a fresh key per step, never reused
     p = losses.teacher_prob(state.step, config.schedule.kind, config.schedule.duration)
-    scale = pred_scale(state.step, config.loss.pred_warmup)
-    grads, terms = jax.grad(loss_fn, has_aux=True)(state.params, model, config, frames, key, p,
-                                                   pred_weight=scale)
+    scale = losses.pred_scale(state.step, config.loss.pred_warmup)
+    grads, terms = jax.grad(losses.loss_fn, has_aux=True)(state.params, model, config, frames,
+                                                          key, p, pred_weight=scale)
     new, norms = train_state.apply_gradients(state, grads, tx)
     ok = jnp.isfinite(terms['loss']) & jnp.isfinite(norms['grad_norm'])
     new = new.replace(params=_where(ok, new.params, state.params),
@@ -392,7 +265,7 @@ def make_task(config):
   """The loop.Task of pure functions for this config (data is built here, once)."""
   source = load_source_params(config) if config.init_from else None
   train = load_data(config, 'train')
-  mean = frame_logits(train['frames'].mean((0, 1)), config.loss.kind)
+  mean = evaluation.frame_logits(train['frames'].mean((0, 1)), config.loss.kind)
   frames = train['frames'][:64].reshape((-1,) + train['frames'].shape[2:])
   model, tx, init_state = make_init(config, source_params=source, mean_logits=mean,
                                     init_frames=frames)
@@ -401,7 +274,7 @@ def make_task(config):
     idx = data_lib.epoch_batch_indices(step, len(train['frames']), config.batch_size, config.seed)
     return {'frames': train['frames'][idx]}
 
-  evaluator = Evaluator(config, model)
+  evaluator = make_evaluator(config, model)
   return loop.Task(init=init_state, train_step=make_train_step(config, model, tx),
                    train_batch=train_batch, evaluate=evaluator.summary)
 
@@ -409,118 +282,3 @@ def make_task(config):
 def seed_params(params, i):
   """Seed i's parameters from a stacked tree."""
   return jax.tree.map(lambda a: a[i], params)
-
-
-class Evaluator:
-  """Held-out metrics of every seed: losses with the prior rolling out on its own, linear
-  projection, a nearest-neighbour read-out of the positions (and, for music, pitch R² per timbre
-  on held-out and training timbres)."""
-
-  def __init__(self, config, model, data=None):
-    self.config, self.model = config, model
-    self.data = data if data is not None else load_data(config, 'eval')
-    self.seen_timbres = (load_data(config, 'eval', heldout=False)
-                         if config.data.scene == 'music' else None)
-    encode = lambda p, x: model.apply(p, x, method=SPS.encode)[0]
-    eval_losses = lambda p, x, k: loss_fn(p, model, config, x, k, 0.0, with_symmetry=False,
-                                          train=False)[1]
-    self._encode = jax.jit(jax.vmap(encode, in_axes=(0, None)))
-    self._losses = jax.jit(jax.vmap(eval_losses, in_axes=(0, None, None)))
-    frames = self.data['frames']
-    self.baseline_recon = float(losses.reconstruction(
-        mean_frame_logits(frames, config.loss.kind), frames, config.loss.kind))
-
-  def encode(self, params, data=None):
-    """mu of every seed for every frame of `data` (default: the eval set): (S, N, T, d)."""
-    frames = (data or self.data)['frames']
-    n, t = frames.shape[:2]
-    flat = frames.reshape((n * t,) + frames.shape[2:])
-    bs = self.config.eval.batch_size * t
-    mus = [self._encode(params, flat[i:i + bs]) for i in range(0, len(flat), bs)]
-    mus = np.concatenate(jax.device_get(mus), axis=1)
-    return mus.reshape((len(mus), n, t, -1))
-
-  def seed_metrics(self, params):
-    """{name: (S,) array}, one value per seed."""
-    frames = self.data['frames']
-    bs = self.config.eval.batch_size
-    key = jax.random.PRNGKey(0)   # fixed: the same eval every time
-    starts = range(0, len(frames), bs)
-    chunks = [jax.device_get(self._losses(params, frames[i:i + bs], key)) for i in starts]
-    sizes = [len(frames[i:i + bs]) for i in starts]
-    out = {k.split('/')[0]: np.average(np.stack([c[k] for c in chunks]), axis=0, weights=sizes)
-           for k in chunks[0]}
-    out['self_recon_ratio'] = out['self_recon'] / self.baseline_recon
-    mu = self.encode(params)
-    pos = self.data['positions']
-    axes = np.stack([sps_metrics.linear_projection(m.reshape(-1, m.shape[-1]),
-                                                   pos.reshape(-1, pos.shape[-1]))[0]
-                     for m in mu])                                     # (S, P)
-    out['linear_projection_mse'] = axes.mean(1)
-    for i in range(axes.shape[1]):
-      out[f'r2_axis{i}'] = 1.0 - axes[:, i]
-    # is the position in z at all? (low here, high above: a curved code, not disentangled)
-    out['knn_projection_mse'] = np.array([sps_metrics.knn_projection(m, pos).mean() for m in mu])
-    if self.seen_timbres is not None:
-      out['pitch_r2_heldout'] = self.pitch_r2(mu, self.data)
-      out['pitch_r2_train_timbres'] = self.pitch_r2(self.encode(params, self.seen_timbres),
-                                                    self.seen_timbres)
-    return out
-
-  @staticmethod
-  def pitch_r2(mu, data):
-    """Per seed, the mean over timbres of R² of a linear fit of pitch from z: (S,)."""
-    timbre = np.repeat(data['timbre'], data['positions'].shape[1])
-    pitch = data['positions'].reshape(-1)
-    return np.array([np.mean([sps_metrics.r2(m.reshape(-1, m.shape[-1])[timbre == c],
-                                             pitch[timbre == c]) for c in np.unique(timbre)])
-                     for m in mu])
-
-  def summary(self, state):
-    return summarize(jax.device_get(self.seed_metrics(state.params)), int(np.max(state.step)),
-                     self.config)
-
-
-def summarize(per_seed, step, config):
-  """Scalar metrics for the log: the median over seeds of every metric, each seed's linear
-  projection MSE and self-recon ratio, the success rate and the collapse detector's count."""
-  out = {k: float(np.median(v)) for k, v in per_seed.items()}
-  lp = per_seed['linear_projection_mse']
-  out['success_rate'] = float(np.mean(lp < config.eval.success_threshold))
-  collapsed = collapsed_seeds(per_seed['self_recon_ratio'], step, config.collapse)
-  out['collapsed_seeds'] = len(collapsed)
-  if collapsed:
-    print(f'\ncollapse detector: seed(s) {collapsed} have self-recon at '
-          f'{np.round(per_seed["self_recon_ratio"][collapsed], 2).tolist()} x the mean-frame '
-          f'loss after {step} steps (> collapse.max_ratio={config.collapse.max_ratio}): '
-          'their z has most likely collapsed')
-  if len(lp) > 1:
-    for i, v in enumerate(lp):
-      out[f'linear_projection_mse/seed{i}'] = float(v)
-      out[f'self_recon_ratio/seed{i}'] = float(per_seed['self_recon_ratio'][i])
-  return out
-
-
-def mean_frame_logits(frames, kind):
-  """Outputs that decode to the mean frame, shaped like frames: the loss of a model whose z
-  carries nothing."""
-  return np.broadcast_to(frame_logits(frames.mean((0, 1)), kind), frames.shape)
-
-
-def frame_logits(frame, kind):
-  """The outputs that decode to `frame` (an image in [0, 1], or a spectrum for mse_linear)."""
-  frame = np.asarray(frame, np.float32)
-  if kind == 'mse_linear':
-    return frame
-  p = np.clip(frame, 1e-4, 1 - 1e-4)
-  return np.log(p) - np.log1p(-p)
-
-
-def collapsed_seeds(ratio, step, collapse):
-  """Seeds whose self-recon is still > max_ratio x the mean-frame loss at step >= check_step.
-
-  The log found a collapsed z can be told early from self-recon alone and never recovers.
-  """
-  if step < collapse.check_step:
-    return []
-  return [int(i) for i in np.flatnonzero(np.asarray(ratio) > collapse.max_ratio)]

@@ -12,6 +12,7 @@ torch = pytest.importorskip('torch')
 from benchmarks import harness
 from benchmarks import sps_step
 from benchmarks import torch_sps
+from sps import losses as sps_losses
 from sps import train as sps_train
 from sps.models import SPS
 from tests import helpers
@@ -90,8 +91,8 @@ def test_twin_loss_matches_jax_loss():
   frames = sps_step.synthetic_frames(config)
   x = torch.from_numpy(frames)
   _, terms = torch_sps.loss_fn(twin, config, x, 1.0, with_symmetry=False)
-  jterms = jax.jit(lambda p: sps_train.loss_fn(p, model, config, frames, jax.random.PRNGKey(0),
-                                                1.0, with_symmetry=False)[1])(params)
+  jterms = jax.jit(lambda p: sps_losses.loss_fn(p, model, config, frames, jax.random.PRNGKey(0),
+                                                 1.0, with_symmetry=False)[1])(params)
   assert set(terms) == set(jterms)
   for k in terms:
     np.testing.assert_allclose(terms[k].item(), float(jterms[k]), rtol=1e-4, err_msg=k)
@@ -104,7 +105,7 @@ def test_twin_loss_matches_jax_loss():
   c = config.loss.rnn_min_context
   with torch.no_grad():
     t_losses = torch_sps.prediction_losses(twin, z, x, g, 1.0, c)
-  j_losses = jax.jit(lambda p, z, g: sps_train.prediction_losses(
+  j_losses = jax.jit(lambda p, z, g: sps_losses.prediction_losses(
       lambda z_in, teacher, key: model.apply(p, z_in, teacher, method=SPS.predict),
       functools.partial(model.apply, p, method=SPS.decode),
       z, frames, g, jax.random.PRNGKey(0), 1.0, c))(params, z.numpy(), tuple(a.numpy() for a in g))

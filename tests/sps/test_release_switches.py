@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from configs import sps as sps_configs
+from sps import losses
 from sps import sweep
 from sps import train
 from sps.models import SPS, Decoder, Encoder
@@ -30,7 +31,7 @@ def test_score_all_scores_every_one_step_prediction(score_all):
   x = jax.random.uniform(jax.random.PRNGKey(1), (3, 7, 2, 2, 1))
   decode = lambda zz: jnp.zeros((zz.shape[0], 2, 2, 1))
   context = 3
-  z_loss, img_loss, z_hat = train.prediction_losses(
+  z_loss, img_loss, z_hat = losses.prediction_losses(
       persist, decode, z, x, None, jax.random.PRNGKey(2), 1.0, context, kind='mse_linear',
       score_all=score_all)
   first = 1 if score_all else context
@@ -44,8 +45,8 @@ def _loss_terms(config, seed=0, **kw):
   model, _, init = train.make_init(config)
   params = train.seed_params(init(jax.random.PRNGKey(seed)).params, 0)
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 32, 32, 3))
-  return jax.jit(lambda p: train.loss_fn(p, model, config, x, jax.random.PRNGKey(2), 0.5,
-                                         **kw))(params)
+  return jax.jit(lambda p: losses.loss_fn(p, model, config, x, jax.random.PRNGKey(2), 0.5,
+                                          **kw))(params)
 
 
 def test_srs_is_zero_for_identity_transforms_and_adds_to_the_loss():
@@ -123,9 +124,9 @@ def test_logvar_init_sets_the_starting_posterior_noise():
 
 
 def test_prediction_warmup_ramps_the_prediction_terms():
-  np.testing.assert_allclose([float(train.pred_scale(s, 100)) for s in (0, 25, 100, 400)],
+  np.testing.assert_allclose([float(losses.pred_scale(s, 100)) for s in (0, 25, 100, 400)],
                              [0.0, 0.25, 1.0, 1.0])
-  assert float(train.pred_scale(0, 0)) == 1.0
+  assert float(losses.pred_scale(0, 0)) == 1.0
   config = smoke(**{'symmetry.k': 0, 'loss.pred_warmup': 0})
   total0, terms = _loss_terms(config, pred_weight=0.0)
   w = config.loss
@@ -249,8 +250,8 @@ def test_pred_decoder_grad_keeps_image_predictions_off_the_decoder(through_decod
   model, _, init = train.make_init(config)
   params = train.seed_params(init(jax.random.PRNGKey(0)).params, 0)
   x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 32, 32, 3))
-  grads = jax.jit(jax.grad(lambda p: train.loss_fn(p, model, config, x, jax.random.PRNGKey(2),
-                                                   1.0)[0]))(params)
+  grads = jax.jit(jax.grad(lambda p: losses.loss_fn(p, model, config, x, jax.random.PRNGKey(2),
+                                                    1.0)[0]))(params)
   size = lambda part: sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(grads['params'][part]))
   assert size('prior') > 0 and size('encoder') > 0
   assert (size('decoder') > 0) == through_decoder
@@ -262,7 +263,7 @@ def test_warmup_prior_first_ramps_only_the_vae_side():
   model, _, init = train.make_init(config)
   params = train.seed_params(init(jax.random.PRNGKey(0)).params, 0)
   x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 32, 32, 3))
-  grad_at = jax.jit(lambda w: jax.grad(lambda p: train.loss_fn(
+  grad_at = jax.jit(lambda w: jax.grad(lambda p: losses.loss_fn(
       p, model, config, x, jax.random.PRNGKey(2), 1.0, pred_weight=w)[0])(params))
   full, half, none = grad_at(1.0), grad_at(0.5), grad_at(0.0)
   for part in ('encoder', 'decoder'):
@@ -277,7 +278,7 @@ def test_warmup_prior_first_ramps_only_the_vae_side():
 def test_each_mode_gives_one_path_per_group_with_k_transforms_per_sequence():
   config = smoke(**{'symmetry.mode': 'each', 'symmetry.k': 4, 'symmetry.p_identity': 0.0,
                     'batch_size': 8})
-  paths = train.symmetry_paths(config, jax.random.PRNGKey(0), 8)
+  paths = losses.symmetry_paths(config, jax.random.PRNGKey(0), 8)
   assert [name for name, _, _ in paths] == ['T:0,2', 'R:0,2']
   for name, (rot, shift), idx in paths:
     np.testing.assert_array_equal(idx, [0, 0, 0, 0, 1, 1, 1, 1])   # batch/k sequences, k copies

@@ -8,6 +8,7 @@ import pytest
 
 from common import config as cfg
 from configs import sps as sps_configs
+from sps import evaluation
 from sps import losses
 from sps import metrics as sps_metrics
 from sps import sweep
@@ -68,21 +69,21 @@ def test_summary_medians_success_rate_and_collapse_detector(capsys):
   per_seed = {'linear_projection_mse': np.array([0.01, 0.02, 0.5, 0.04]),
               'self_recon_ratio': np.array([0.2, 0.3, 0.9, 0.45]),
               'self_recon': np.array([1.0, 2.0, 3.0, 4.0])}
-  out = train.summarize(per_seed, 100, config)
+  out = evaluation.summarize(per_seed, 100, config)
   assert out['success_rate'] == 0.5                     # 0.01 and 0.02 are below 0.03
   assert out['linear_projection_mse'] == pytest.approx(0.03)   # median of 4 values
   assert out['self_recon'] == 2.5
   assert out['collapsed_seeds'] == 1 and 'seed(s) [2]' in capsys.readouterr().out
   assert out['linear_projection_mse/seed2'] == 0.5
-  assert train.summarize(per_seed, 99, config)['collapsed_seeds'] == 0   # too early to tell
-  assert train.collapsed_seeds([0.6, 0.7], 5, ml_collections.ConfigDict(
+  assert evaluation.summarize(per_seed, 99, config)['collapsed_seeds'] == 0   # too early to tell
+  assert evaluation.collapsed_seeds([0.6, 0.7], 5, ml_collections.ConfigDict(
       dict(check_step=0, max_ratio=0.65))) == [1]
 
 
 def test_mean_frame_baseline_is_the_loss_of_drawing_the_mean():
   frames = np.random.default_rng(0).random((3, 4, 2, 2, 1)).astype(np.float32)
   for kind in ('mse', 'mse_linear'):
-    base = float(losses.reconstruction(train.mean_frame_logits(frames, kind), frames, kind))
+    base = float(losses.reconstruction(evaluation.mean_frame_logits(frames, kind), frames, kind))
     np.testing.assert_allclose(base, np.mean((frames - frames.mean((0, 1))) ** 2), rtol=1e-3)
 
 
@@ -93,7 +94,7 @@ def test_pitch_r2_per_timbre():
   offset = np.array([0.0, 5.0, -3.0])[timbre][:, None, None]
   mu = np.stack([0.1 * pitch + offset,                            # linear within each timbre
                  rng.normal(size=pitch.shape)])                   # unrelated to pitch
-  r2 = train.Evaluator.pitch_r2(mu, {'positions': pitch, 'timbre': timbre})
+  r2 = evaluation.Evaluator.pitch_r2(mu, {'positions': pitch, 'timbre': timbre})
   assert r2[0] == pytest.approx(1.0) and abs(r2[1]) < 0.2
   assert sps_metrics.r2(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 7.0])) == pytest.approx(
       1 - (1 / 6) / (114 / 9))   # residuals 1/6, -1/3, 1/6; deviations from 13/3: -7/3, -1/3, 8/3
@@ -138,7 +139,7 @@ def test_z_loss_stop_gradients(target, inp, encoder_gets_gradient):
   model, _, init = train.make_init(config)
   params = train.seed_params(init(jax.random.PRNGKey(0)).params, 0)
   x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 32, 32, 3))
-  loss = lambda p: train.loss_fn(p, model, config, x, jax.random.PRNGKey(2), 1.0)[0]
+  loss = lambda p: losses.loss_fn(p, model, config, x, jax.random.PRNGKey(2), 1.0)[0]
   grads = jax.jit(jax.grad(loss))(params)
   enc = sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(grads['params']['encoder']))
   prior = sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(grads['params']['prior']))
@@ -148,9 +149,9 @@ def test_z_loss_stop_gradients(target, inp, encoder_gets_gradient):
 
 def test_reverse_time_by_hand():
   x = jnp.arange(4 * 3, dtype=jnp.float32).reshape(4, 3, 1)
-  np.testing.assert_array_equal(train.reverse_time(jax.random.PRNGKey(0), x, 0.0), x)
-  np.testing.assert_array_equal(train.reverse_time(jax.random.PRNGKey(0), x, 1.0), x[:, ::-1])
-  out = train.reverse_time(jax.random.PRNGKey(5), jnp.tile(x, (50, 1, 1)), 0.5)
+  np.testing.assert_array_equal(losses.reverse_time(jax.random.PRNGKey(0), x, 0.0), x)
+  np.testing.assert_array_equal(losses.reverse_time(jax.random.PRNGKey(0), x, 1.0), x[:, ::-1])
+  out = losses.reverse_time(jax.random.PRNGKey(5), jnp.tile(x, (50, 1, 1)), 0.5)
   flipped = [bool(np.all(o == o0[::-1])) for o, o0 in zip(out, jnp.tile(x, (50, 1, 1)))]
   assert len(flipped) == 200 and 60 < sum(flipped) < 140
   for o, o0, f in zip(out, jnp.tile(x, (50, 1, 1)), flipped):

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sps import losses
 from sps import symmetry
-from sps import train
 
 BALL = 'T:0,2 R:0,2'
 TWO_BODY = 'T:0,1,2|3,4,5 R:0,1,2|3,4,5'
@@ -102,10 +102,10 @@ def test_equivariant_prior_has_zero_symmetry_loss():
   groups = symmetry.parse(BALL, 3)
   g = jax.vmap(lambda k: symmetry.sample_transform(k, groups, 3, 'compose'))(jax.random.split(jax.random.PRNGKey(11), 4))
   for gg in (None, g):
-    z_loss, _, _ = train.prediction_losses(_extrapolate, decode, z, x, gg, jax.random.PRNGKey(0), 1.0, 3)
+    z_loss, _, _ = losses.prediction_losses(_extrapolate, decode, z, x, gg, jax.random.PRNGKey(0), 1.0, 3)
     assert float(z_loss) < 1e-9
   # A prior that is not equivariant (it pulls z toward the origin) is penalised differently.
   shrink = lambda z_in, teacher, key: 0.5 * z_in
-  l_id, _, _ = train.prediction_losses(shrink, decode, z, x, None, jax.random.PRNGKey(0), 1.0, 3)
-  l_g, _, _ = train.prediction_losses(shrink, decode, z, x, g, jax.random.PRNGKey(0), 1.0, 3)
+  l_id, _, _ = losses.prediction_losses(shrink, decode, z, x, None, jax.random.PRNGKey(0), 1.0, 3)
+  l_g, _, _ = losses.prediction_losses(shrink, decode, z, x, g, jax.random.PRNGKey(0), 1.0, 3)
   assert abs(float(l_id) - float(l_g)) > 1e-3
