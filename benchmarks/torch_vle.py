@@ -16,7 +16,7 @@ trains the VLE and its baseline VAE together on the same batch:
   * VAE (`vle.models.VAE`): the same encoder without memory, 2 * token_channels out (mu,
     logvar), the reparameterised latent decoded to the normalised image; its widths are the
     VLE's times `vle.train.baseline_scale` (the parameter count matched);
-  * loss (`vle.train.loss_fn` on x = 2 * image - 1): (1 - e) * the MSE after each active
+  * loss (`vle.losses.loss_fn` on x = 2 * image - 1): (1 - e) * the MSE after each active
     token averaged over them + e * the MSE after each image's last token, plus the weighted
     mask losses (`vle.losses.mask_losses`) for the masked kinds, plus the VAE's pixel MSE +
     kl_weight * KL / (pixels * channels);
@@ -248,7 +248,7 @@ def num_params(model):
 
 
 # ---------------------------------------------------------------------------
-# Losses, as vle/losses.py and vle/train.py.
+# Losses, as vle/losses.py.
 
 def masked_mean(values, weights):
   return (values * weights).sum() / weights.sum().clamp(min=1.0)
@@ -282,7 +282,7 @@ def mask_losses(masks, count, sharpness):
 
 
 def loss_fn(twin, images, count, eps=None, gen=None):
-  """(loss, metrics) as `vle.train.loss_fn` on images (B, 3, H, W) in [0, 1] with count (B,)
+  """(loss, metrics) as `vle.losses.loss_fn` on images (B, 3, H, W) in [0, 1] with count (B,)
   int64 tokens each; eps is the VAE's noise (like its mu), drawn from `gen` if None.
 
   loss is the VLE's loss plus the baseline's; metrics['loss'] the VLE's alone, as JAX's."""

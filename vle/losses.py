@@ -1,11 +1,15 @@
 """VLE losses and metrics: reconstruction over the active tokens, the mask losses that stop
-mask collapse, token-to-pixel ownership and the adjusted Rand index.
+mask collapse, token-to-pixel ownership and the adjusted Rand index, and the objective (loss_fn:
+the VLE's loss and the baseline VAE's).
 
 Shapes: step outputs are stacked over tokens first, (N, B, ...); `count` (B,) is each image's
 number of tokens; token n of an image is active when n < count.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from vle import models
 
 
 def active_tokens(count, num_tokens):
@@ -96,3 +100,35 @@ def adjusted_rand_index(true_labels, pred_labels, num_true, num_pred, ignore_bac
   maximum = (sum_a + sum_b) / 2
   denom = maximum - expected
   return jnp.where(denom == 0, 1.0, (index - expected) / jnp.where(denom == 0, 1.0, denom))
+
+
+def vle_loss(params, vle, config, x, count):
+  """The VLE's training loss on images x (B, H, W, 3) in [-1, 1] with `count` tokens each."""
+  outs = models.run_tokens(vle, params, x, count, config.tokens.train_max)
+  loss, terms = reconstruction_loss(outs['recon'], x, count, config.loss.final_weight)
+  if vle.kind != 'vanilla':
+    l = config.loss
+    mask = mask_losses(outs['mask'], count, l.mask_sharpness)
+    weights = {'binary': l.mask_binary, 'empty': l.mask_empty, 'previous': l.mask_previous,
+               'accumulated': l.mask_accumulated}
+    loss = loss + sum(weights[k] * v for k, v in mask.items())
+    terms.update({f'mask_{k}': v for k, v in mask.items()})
+  return loss, {'loss': loss, **terms, 'tokens': count.mean()}
+
+
+def vae_loss(params, vae, config, x, key):
+  recon, mu, logvar = vae.apply(params, x, key)
+  mse = jnp.square(recon - x).mean()
+  kl = models.kl_divergence(mu, logvar).mean() / np.prod(x.shape[1:])
+  loss = mse + config.baseline.kl_weight * kl
+  return loss, {'baseline_loss': loss, 'baseline_mse': mse, 'baseline_kl': kl}
+
+
+def loss_fn(params, nets, config, batch, key):
+  x = 2.0 * batch['image'] - 1.0
+  loss, metrics = vle_loss(params['vle'], nets['vle'], config, x, batch['count'])
+  if 'baseline' in nets:
+    b_loss, b_metrics = vae_loss(params['baseline'], nets['baseline'], config, x, key)
+    loss = loss + b_loss   # separate parameters: each gets exactly its own gradient
+    metrics.update(b_metrics)
+  return loss, metrics

@@ -1,4 +1,6 @@
-"""vle training: config validation, the models from a config, the pure train step, eval metrics.
+"""vle training: config validation, the models from a config, token counts, data and the pure
+train step, bound into the loop's Task. The objective is in losses.py, the metrics in
+evaluation.py.
 
 The train state's params are {'vle': ..., 'baseline': ...}: the baseline VAE trains on the same
 batches in the same step, with its own optimizer chain (optax.multi_transform), so clipping one
@@ -16,8 +18,8 @@ import optax
 from common import config as cfg
 from common import loop
 from common import train_state
-from common.ssim import ssim_rgb
 from vle import data as D
+from vle import evaluation
 from vle import losses
 from vle import models
 
@@ -163,7 +165,7 @@ def make_init(config):
 
 
 # ---------------------------------------------------------------------------
-# Token counts and losses.
+# Token counts.
 
 def mean_tokens(config, step):
   """The mean sampled token count at `step`: linear from mean_start to mean_end over the ramp."""
@@ -179,38 +181,6 @@ def sample_counts(key, batch, config, step):
   p = (mean_tokens(config, step) - 1.0) / max(n - 1, 1)
   extra = jax.random.bernoulli(key, p, (batch, n - 1)).sum(-1)   # (batch,); zeros when n = 1
   return (1 + extra).astype(jnp.int32)
-
-
-def vle_loss(params, vle, config, x, count):
-  """The VLE's training loss on images x (B, H, W, 3) in [-1, 1] with `count` tokens each."""
-  outs = models.run_tokens(vle, params, x, count, config.tokens.train_max)
-  loss, terms = losses.reconstruction_loss(outs['recon'], x, count, config.loss.final_weight)
-  if vle.kind != 'vanilla':
-    l = config.loss
-    mask = losses.mask_losses(outs['mask'], count, l.mask_sharpness)
-    weights = {'binary': l.mask_binary, 'empty': l.mask_empty, 'previous': l.mask_previous,
-               'accumulated': l.mask_accumulated}
-    loss = loss + sum(weights[k] * v for k, v in mask.items())
-    terms.update({f'mask_{k}': v for k, v in mask.items()})
-  return loss, {'loss': loss, **terms, 'tokens': count.mean()}
-
-
-def vae_loss(params, vae, config, x, key):
-  recon, mu, logvar = vae.apply(params, x, key)
-  mse = jnp.square(recon - x).mean()
-  kl = models.kl_divergence(mu, logvar).mean() / np.prod(x.shape[1:])
-  loss = mse + config.baseline.kl_weight * kl
-  return loss, {'baseline_loss': loss, 'baseline_mse': mse, 'baseline_kl': kl}
-
-
-def loss_fn(params, nets, config, batch, key):
-  x = 2.0 * batch['image'] - 1.0
-  loss, metrics = vle_loss(params['vle'], nets['vle'], config, x, batch['count'])
-  if 'baseline' in nets:
-    b_loss, b_metrics = vae_loss(params['baseline'], nets['baseline'], config, x, key)
-    loss = loss + b_loss   # separate parameters: each gets exactly its own gradient
-    metrics.update(b_metrics)
-  return loss, metrics
 
 
 # ---------------------------------------------------------------------------
@@ -233,6 +203,23 @@ def scene_kwargs(config):
               shapes=tuple(d.shapes), background=d.background, radius=tuple(d.radius))
 
 
+def test_set(config):
+  """({'image': (N, H, W, 3) float32 in [0, 1], 'segmentation' (scenes only)}, description)."""
+  if config.data.source == 'scenes':
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), TEST_STREAM)
+    s = jax.jit(lambda k: D.scenes(k, config.eval.num_test, **scene_kwargs(config)))(key)
+    return jax.device_get(s), f'{config.eval.num_test} generated scenes (seed {config.seed})'
+  images = load_real(config, 'test').astype(np.float32) / 255
+  where = (f'TFDS {config.data.tfds_name} {config.data.tfds_eval_split}'
+           if config.data.source == 'tfds' else f'every 10th image of {config.data.folder}')
+  return {'image': images}, f'{len(images)} images ({where})'
+
+
+def make_evaluator(config, nets):
+  """The evaluation.Evaluator of config's test set (built at its first use)."""
+  return evaluation.Evaluator(config, nets, functools.partial(test_set, config))
+
+
 def make_task(config):
   """The loop.Task of pure functions for this config (real images are loaded here, once)."""
   nets, tx, init_state = make_init(config)
@@ -244,7 +231,7 @@ def make_task(config):
   def train_step(state, batch, key):
     del key   # the VLE step is deterministic; the VAE's noise comes from its own stream
     k = jax.random.fold_in(vae_key, state.step)
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, nets, config, batch, k)
+    grads, metrics = jax.grad(losses.loss_fn, has_aux=True)(state.params, nets, config, batch, k)
     state, norms = train_state.apply_gradients(state, grads, tx,
                                                update_norm=config.log_update_norm)
     return state, {**metrics, **norms}
@@ -259,118 +246,6 @@ def make_task(config):
     return {'image': images,
             'count': sample_counts(k_count, config.batch_size, config, step)}
 
-  evaluator = Evaluator(config, nets)
+  evaluator = make_evaluator(config, nets)
   return loop.Task(init=init_state, train_step=train_step, train_batch=jax.jit(train_batch),
                    evaluate=lambda state: evaluator.metrics(state.params))
-
-
-# ---------------------------------------------------------------------------
-# Evaluation.
-
-def test_set(config):
-  """({'image': (N, H, W, 3) float32 in [0, 1], 'segmentation' (scenes only)}, description)."""
-  if config.data.source == 'scenes':
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), TEST_STREAM)
-    s = jax.jit(lambda k: D.scenes(k, config.eval.num_test, **scene_kwargs(config)))(key)
-    return jax.device_get(s), f'{config.eval.num_test} generated scenes (seed {config.seed})'
-  images = load_real(config, 'test').astype(np.float32) / 255
-  where = (f'TFDS {config.data.tfds_name} {config.data.tfds_eval_split}'
-           if config.data.source == 'tfds' else f'every 10th image of {config.data.folder}')
-  return {'image': images}, f'{len(images)} images ({where})'
-
-
-def tokens_to_reach(mse, threshold):
-  """(N, B) per-token MSE -> (B,) the first token count with MSE < threshold; N + 1 if never."""
-  below = np.asarray(mse) < threshold
-  return np.where(below.any(0), below.argmax(0) + 1, mse.shape[0] + 1)
-
-
-class Evaluator:
-  """Per-token MSE / SSIM (pixels in [0, 1]) of the VLE and the baseline on a fixed test set,
-  tokens to reach the MSE threshold, and the ARI of token ownership against the true objects."""
-
-  def __init__(self, config, nets, data=None):
-    self.config, self.nets = config, nets
-    if data is not None:
-      self.__dict__['test_data'] = (data, 'given')
-    e = config.eval
-
-    def per_token(params, images):
-      x = 2.0 * images - 1.0
-      count = jnp.full((x.shape[0],), e.tokens, jnp.int32)
-      out = {}
-      for name, net in nets.items():
-        outs = models.run_tokens(net, params[name], x, count, e.tokens)
-        rec01 = jnp.clip((outs['recon'] + 1) / 2, 0, 1)
-        out[name] = {'mse': losses.per_token_mse(rec01, images),
-                     'ssim': ssim_rgb(rec01, images[None]),
-                     'owner': losses.ownership(jax.tree.map(lambda a: a[:e.ari_tokens], outs),
-                                               masked=name == 'vle' and net.kind != 'vanilla')}
-      return out
-
-    def tokens(params, images, name='vle'):
-      x = 2.0 * images - 1.0
-      count = jnp.full((x.shape[0],), e.tokens, jnp.int32)
-      return models.run_tokens(nets[name], params[name], x, count, e.tokens)
-
-    self._per_token = jax.jit(per_token)
-    self.tokens = jax.jit(tokens, static_argnames='name')
-
-  @functools.cached_property
-  def test_data(self):
-    return test_set(self.config)
-
-  @property
-  def images(self):
-    return self.test_data[0]['image']
-
-  @property
-  def source(self):
-    return self.test_data[1]
-
-  @property
-  def has_masks(self):
-    return 'segmentation' in self.test_data[0]
-
-  def per_token(self, params):
-    """{model: {'mse': (N, B), 'ssim': (N, B), 'owner': (B, H, W)}} over the test set, numpy."""
-    bs = self.config.eval.batch_size
-    parts = [jax.device_get(self._per_token(params, self.images[i:i + bs]))
-             for i in range(0, len(self.images), bs)]
-    return jax.tree.map(lambda *a: np.concatenate(a, axis=1 if a[0].ndim == 2 else 0), *parts)
-
-  def ari(self, owner):
-    """(ARI, foreground ARI) per test image of a token ownership map against the true objects."""
-    seg = np.asarray(self.test_data[0]['segmentation'])
-    n = len(seg)
-    t, p = seg.reshape(n, -1), np.asarray(owner).reshape(n, -1)
-    k_true, k_pred = self.config.data.max_objects + 1, self.config.eval.ari_tokens
-    return (np.asarray(losses.adjusted_rand_index(t, p, k_true, k_pred)),
-            np.asarray(losses.adjusted_rand_index(t, p, k_true, k_pred, ignore_background=True)))
-
-  def random_owner(self):
-    """The random-mask baseline: every pixel owned by a uniformly random token."""
-    shape = np.asarray(self.test_data[0]['segmentation']).shape
-    return np.random.default_rng(self.config.seed).integers(0, self.config.eval.ari_tokens, shape)
-
-  def metrics(self, params, per_token=None):
-    """Scalar test metrics. median_tokens_to_threshold is the median of tokens_to_reach, so
-    eval.tokens + 1 there means never reached (by half the images or more)."""
-    per_token = per_token or self.per_token(params)
-    e = self.config.eval
-    out = {}
-    for name, m in per_token.items():
-      prefix = '' if name == 'vle' else 'baseline_'
-      for n in sorted({1, min(4, e.tokens), e.tokens}):
-        out[f'{prefix}mse_{n}'] = float(m['mse'][n - 1].mean())
-        out[f'{prefix}ssim_{n}'] = float(m['ssim'][n - 1].mean())
-      reach = tokens_to_reach(m['mse'], e.mse_threshold)
-      out[f'{prefix}reached_threshold'] = float((reach <= e.tokens).mean())
-      out[f'{prefix}median_tokens_to_threshold'] = float(np.median(reach))
-      if self.has_masks:
-        ari, fg = self.ari(m['owner'])
-        out[f'{prefix}ari'], out[f'{prefix}fg_ari'] = float(ari.mean()), float(fg.mean())
-    if self.has_masks:
-      ari, fg = self.ari(self.random_owner())
-      out['random_ari'], out['random_fg_ari'] = float(ari.mean()), float(fg.mean())
-    return out

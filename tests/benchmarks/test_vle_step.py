@@ -12,6 +12,7 @@ from benchmarks import harness
 from benchmarks import torch_vle
 from benchmarks import vle_step
 from tests import helpers
+from vle import losses as vle_losses
 from vle import train as vle_train
 
 # the benchmark's tiny sizes: vanilla has the fewest parameters to initialise (compiling the
@@ -110,7 +111,7 @@ def test_loss_and_gradients_match_jax(kind):
   params = _random_params(config)
   data = _data(config, [1, 3, 2])
   key = jax.random.PRNGKey(3)
-  grads, jmetrics = jax.jit(lambda p: jax.grad(vle_train.loss_fn, has_aux=True)(
+  grads, jmetrics = jax.jit(lambda p: jax.grad(vle_losses.loss_fn, has_aux=True)(
       p, nets, config, data, key))(params)
   count = torch.from_numpy(data['count']).long()
   for nhwc in (False, True):

@@ -4,12 +4,13 @@ from common import plotting
 from configs import vle as configs
 from tests import helpers
 from vle import evaluate
+from vle import figures
 
 
 def test_training_curves_before_the_first_evaluation_say_so(tmp_path):
   c = configs.get_config('smoke')
   train = [{'step': s, 'split': 'train', 'final_mse': 0.1 / s} for s in (5, 10)]
-  fig = evaluate.training_figure(*helpers.write_records(tmp_path, train), c)
+  fig = figures.training_figure(*helpers.write_records(tmp_path, train), c)
   ax, = fig.axes
   assert [l.get_label() for l in ax.lines] == ['train: MSE after last token']
   assert f'no evaluation yet (the first at step {c.eval_every})' in helpers.words(ax)

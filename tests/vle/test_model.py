@@ -222,7 +222,7 @@ def test_vae_loss_by_hand():
   x = _images(2)
   params = _init(vae, x)
   key = jax.random.PRNGKey(5)
-  loss, terms = train.vae_loss(params, vae, c, x, key)
+  loss, terms = losses.vae_loss(params, vae, c, x, key)
   recon, mu, logvar = vae.apply(params, x, key)
   mse = float(jnp.mean((recon - x)**2))
   kl = float(models.kl_divergence(mu, logvar).mean()) / (SIZE * SIZE * 3)
