@@ -64,6 +64,8 @@ import numpy as np
 from benchmarks import harness
 from configs import selfsup as ss_configs
 from selfsup import data as ss_data
+from selfsup import evaluation as ss_evaluation
+from selfsup import losses as ss_losses
 from selfsup import pretext
 from selfsup import train as ss_train
 
@@ -126,7 +128,7 @@ def synthetic_images(config, seed=0):
 
 
 class _NoEvaluator:
-  """Stands in for `selfsup.train.Evaluator`, which compiles its own batch; never run here."""
+  """Stands in for `selfsup.evaluation.Evaluator`, which compiles its own batch; never run here."""
 
   def __init__(self, *args):
     self.metrics = None
@@ -136,7 +138,7 @@ def make_task(config, images, labels):
   """`selfsup.train.make_task(config)` on the pool `images` (and `labels`), no evaluator."""
   data = {'train': (images, labels), 'val': (images[:1], labels[:1]), 'unlabelled': images,
           'num_classes': ss_data.NUM_CLASSES, 'source': 'uniform noise'}
-  with mock.patch.object(ss_train, 'Evaluator', _NoEvaluator):
+  with mock.patch.object(ss_evaluation, 'Evaluator', _NoEvaluator):
     return ss_train.make_task(config, data)
 
 
@@ -157,10 +159,11 @@ def build_torch(config, batch, variables=None, device='cpu', channels_last=True,
   ({'params', 'batch_stats'}) if given."""
   import torch
   from benchmarks import torch_selfsup as tss
+  from benchmarks import torch_selfsup_weights as tsw
   torch.manual_seed(seed)
   model = tss.from_config(config, ss_data.NUM_CLASSES, channels_last)
   if variables is not None:
-    tss.load_flax_params(model, variables)
+    tsw.load_flax_params(model, variables)
   model = model.to(device)
   opt = tss.make_optimizer(model, config)
   tbatch = tss.to_torch_batch(batch, device)
@@ -182,7 +185,7 @@ def describe(config):
   proj = ' -> '.join(map(str, (m.widths[-1],) + tuple(m.projection)))
   bn = ' (BatchNorm)' if h.batch_norm else ''
   if t in ('mixup', 'scale'):
-    kind = ss_train.loss_kind(config)
+    kind = ss_losses.loss_kind(config)
     head = (f'projection {proj}{bn}; siamese {h.kind} head on {b * per} pairs'
             + (f' (hidden {tuple(h.hidden)}{bn})' if h.kind == 'mlp' else '') +
             f'; loss {kind}' + (f' ({p.num_mixed} of {per} mixed)' if t == 'mixup' else ''))

@@ -1,7 +1,7 @@
 """A PyTorch twin of the selfsup models, losses and optimizer, for speed comparisons.
 
 Same architecture, sizes, loss and optimizer as `selfsup.models.Model`,
-`selfsup.train.task_loss` and `selfsup.train.make_optimizer`, for every task:
+`selfsup.losses.task_loss` and `selfsup.train.make_optimizer`, for every task:
 
   * encoder: images in [0, 1] mapped to [-1, 1]; a stem Conv2d 3x3 (stride `stem_stride`,
     padding 1, no bias), norm, ReLU; residual blocks (conv3x3 - norm - ReLU - conv3x3 - norm,
@@ -27,8 +27,9 @@ Same architecture, sizes, loss and optimizer as `selfsup.models.Model`,
     the first step, as in JAX).
 
 BatchNorm: flax's momentum 0.9 is torch's 0.1, eps 1e-5 in both, batch statistics in training
-and running statistics in eval mode in both; `load_flax_params` copies the running means and
-variances from `batch_stats` too. One difference, outside the loss: torch updates the running
+and running statistics in eval mode in both; `load_flax_params` (in torch_selfsup_weights.py,
+with the map from flax's parameters to the twin's) copies the running means and variances from
+`batch_stats` too. One difference, outside the loss: torch updates the running
 variance with the unbiased batch variance (times n / (n - 1)), flax with the biased one.
 
 Layout: images come NHWC as in JAX; `to_images` gives the NCHW view, which is channels-last
@@ -216,7 +217,7 @@ def to_torch_batch(batch, device='cpu'):
 # Losses.
 
 def loss_kind(config):
-  """`selfsup.train.loss_kind`: 'auto' is mse for target 'weights', bce otherwise."""
+  """`selfsup.losses.loss_kind`: 'auto' is mse for target 'weights', bce otherwise."""
   if config.loss.kind != 'auto':
     return config.loss.kind
   return 'mse' if config.pretext.target == 'weights' else 'bce'
@@ -245,7 +246,7 @@ def nt_xent(z1, z2, temperature):
 
 
 def task_loss(out, batch, config):
-  """(loss, metrics {'loss', 'accuracy'}) as `selfsup.train.task_loss`."""
+  """(loss, metrics {'loss', 'accuracy'}) as `selfsup.losses.task_loss`."""
   t = config.task
   if t in ('mixup', 'scale'):
     kind, scores, which = loss_kind(config), out['scores'], batch['which']
@@ -333,107 +334,3 @@ def train_step(model, opt, batch, config):
   loss.backward()
   opt.step()
   return loss.detach()
-
-
-# ---------------------------------------------------------------------------
-# Weights from the JAX model.
-
-def torch_layout(a):
-  """A flax array in its torch parameter's layout: conv kernels (kh, kw, in, out) ->
-  (out, in, kh, kw), Dense kernels (in, out) -> (out, in), vectors as they are."""
-  a = np.asarray(a, np.float32)
-  return a.transpose(3, 2, 0, 1) if a.ndim == 4 else a.T if a.ndim == 2 else a
-
-
-def _norm_name(norm):
-  return 'BatchNorm' if isinstance(norm, nn.modules.batchnorm._BatchNorm) else 'GroupNorm'
-
-
-def named_pairs(model, params):
-  """[(torch parameter, flax array)] for every parameter of the twin, in flax's layout.
-
-  `params`: the flax 'params' collection ({'encoder', 'project', 'head'}) or any tree of its
-  structure (shapes, gradients)."""
-  pairs = []
-
-  def norm(mod, q):
-    pairs.extend([(mod.weight, q['scale']), (mod.bias, q['bias'])])
-
-  def mlp(mod, q):
-    for i, layer in enumerate(mod.hidden):
-      pairs.append((layer.weight, q[f'Dense_{i}']['kernel']))
-      if layer.bias is not None:
-        pairs.append((layer.bias, q[f'Dense_{i}']['bias']))
-      if mod.norms is not None:
-        norm(mod.norms[i], q[f'BatchNorm_{i}'])
-    q_out = q[f'Dense_{len(mod.hidden)}']
-    pairs.extend([(mod.out.weight, q_out['kernel']), (mod.out.bias, q_out['bias'])])
-
-  enc, e = model.encoder, params['encoder']
-  pairs.append((enc.stem.weight, e['Conv_0']['kernel']))
-  norm(enc.stem_norm, e[f'{_norm_name(enc.stem_norm)}_0'])
-  for i, block in enumerate(enc.blocks):
-    q, kind = e[f'ResidualBlock_{i}'], _norm_name(block.norm0)
-    pairs.append((block.conv0.weight, q['Conv_0']['kernel']))
-    norm(block.norm0, q[f'{kind}_0'])
-    pairs.append((block.conv1.weight, q['Conv_1']['kernel']))
-    norm(block.norm1, q[f'{kind}_1'])
-    if block.proj is not None:
-      pairs.append((block.proj.weight, q['Conv_2']['kernel']))
-  if hasattr(model, 'project'):
-    mlp(model.project, params['project'])
-  head = getattr(model, 'head', None)
-  if isinstance(head, SiameseHead):
-    if head.mlp is not None:
-      mlp(head.mlp, params['head']['MLP_0'])
-  elif head is not None:
-    mlp(head, params['head'])
-  return pairs
-
-
-def stat_pairs(model, batch_stats):
-  """[(torch running-statistics buffer, flax array)] for every BatchNorm of the twin, from the
-  flax 'batch_stats' collection (empty without BatchNorm)."""
-  pairs = []
-
-  def bn(mod, q):
-    pairs.extend([(mod.running_mean, q['mean']), (mod.running_var, q['var'])])
-
-  def mlp(mod, *path):
-    if not mod.norms:
-      return
-    q = batch_stats
-    for k in path:
-      q = q[k]
-    for i, n in enumerate(mod.norms):
-      bn(n, q[f'BatchNorm_{i}'])
-
-  enc = model.encoder
-  if _norm_name(enc.stem_norm) == 'BatchNorm':
-    e = batch_stats['encoder']
-    bn(enc.stem_norm, e['BatchNorm_0'])
-    for i, block in enumerate(enc.blocks):
-      bn(block.norm0, e[f'ResidualBlock_{i}']['BatchNorm_0'])
-      bn(block.norm1, e[f'ResidualBlock_{i}']['BatchNorm_1'])
-  if hasattr(model, 'project'):
-    mlp(model.project, 'project')
-  head = getattr(model, 'head', None)
-  if isinstance(head, SiameseHead):
-    if head.mlp is not None:
-      mlp(head.mlp, 'head', 'MLP_0')
-  elif head is not None:
-    mlp(head, 'head')
-  return pairs
-
-
-def load_flax_params(model, params, batch_stats=None):
-  """Copies the JAX model's parameters into the twin, and its BatchNorm running statistics.
-
-  `params`: the flax 'params' collection, or the variables {'params', 'batch_stats'} (then
-  `batch_stats` comes from them)."""
-  if 'params' in params:
-    params, batch_stats = params['params'], params.get('batch_stats', batch_stats)
-  pairs = named_pairs(model, params) + (stat_pairs(model, batch_stats) if batch_stats else [])
-  with torch.no_grad():
-    for t, a in pairs:
-      t.copy_(torch.from_numpy(np.ascontiguousarray(torch_layout(a))))

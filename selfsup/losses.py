@@ -1,4 +1,6 @@
-"""The pretext and transfer losses, each a mean over the batch."""
+"""The pretext and transfer losses, each a mean over the batch, and the objective of every task
+(`task_loss`) built from them."""
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -63,3 +65,37 @@ def nt_xent_accuracy(z1, z2):
   sim = jnp.where(jnp.eye(n2, dtype=bool), -jnp.inf, z @ z.T)
   return (jnp.argmax(sim, -1) == (jnp.arange(n2) + n2 // 2) % n2).mean()
 
+
+
+# ---------------------------------------------------------------------------
+# The objective of each task.
+
+def loss_kind(config):
+  if config.loss.kind != 'auto':
+    return config.loss.kind
+  return 'mse' if config.pretext.target == 'weights' else 'bce'
+
+
+def task_loss(out, batch, config):
+  """(loss, metrics) of a model output on a batch of config.task."""
+  t = config.task
+  if t in ('mixup', 'scale'):
+    kind, scores = loss_kind(config), out['scores']
+    if kind == 'bce':
+      loss = bce(scores, batch['which'])
+    elif kind == 'margin':
+      d = pairwise_distance(out['query'][:, None], out['candidates'])
+      loss, scores = margin_contrastive(d, batch['which'], config.loss.margin), -d
+    else:   # regression of the weights: mixup's sum to one, scale's lie in (0, 1]
+      pred = jax.nn.softmax(scores) if t == 'mixup' else jax.nn.sigmoid(scores)
+      loss = mse(pred, batch['weights'])
+    return loss, {'loss': loss, 'accuracy': topk_set_accuracy(scores, batch['which'])}
+  if t == 'simclr':
+    loss = nt_xent(out['z1'], out['z2'], config.pretext.temperature)
+    return loss, {'loss': loss, 'accuracy': nt_xent_accuracy(out['z1'], out['z2'])}
+  if t == 'patchwork':
+    y = batch['label'].astype(jnp.float32)
+    loss = bce(out['logits'], y)
+    return loss, {'loss': loss, 'accuracy': ((out['logits'] > 0) == (y > 0.5)).mean()}
+  loss = softmax_ce(out['logits'], batch['label'])
+  return loss, {'loss': loss, 'accuracy': accuracy(out['logits'], batch['label'])}

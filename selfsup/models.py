@@ -163,3 +163,12 @@ class Model(nn.Module):
       f = self.encoder(batch['image'] if self.task == 'classify' else batch['query'], train)
     logits = self.head(f, train)
     return {'logits': logits[:, 0] if self.task == 'patchwork' else logits}
+
+
+def apply_model(model, params, batch_stats, batch, train):
+  """(outputs, new batch_stats): in training BatchNorm uses and updates the batch's statistics."""
+  variables = {'params': params, 'batch_stats': batch_stats}
+  if train and batch_stats:
+    out, updated = model.apply(variables, batch, train=True, mutable=['batch_stats'])
+    return out, updated['batch_stats']
+  return model.apply(variables, batch, train=train), batch_stats

@@ -1,10 +1,15 @@
 """Augmentations and pretext-task generators, each written for one example and vmapped over keys.
 
 Images are float32 (H, W, C) in [0, 1]. Every function is pure: the same key gives the same
-example. `batch_fn(task, ...)` returns the batched generator a train step feeds on.
+example. `batch_fn(task, ...)` returns the batched generator a train step feeds on, and
+`make_batch_fn(config, pool)` one that draws its images from a pool.
 """
 import jax
 import jax.numpy as jnp
+
+from selfsup import data as D
+
+TASKS = ('mixup', 'scale', 'quadrant', 'patchwork', 'simclr')   # the pretext tasks
 
 
 # ---------------------------------------------------------------------------
@@ -193,3 +198,22 @@ def batch_fn(task, config, train=True):
   """(key, images (B, m, H, W, C) float) -> the batch of `task`: the example vmapped over keys."""
   example = make_example(task, config, train)
   return lambda key, images: jax.vmap(example)(jax.random.split(key, images.shape[0]), images)
+
+
+def make_batch_fn(config, pool, labels=None, train=True):
+  """(key) -> a batch of config.task drawn from a device pool of uint8 images (and labels)."""
+  pool = jnp.asarray(pool)
+  labels = None if labels is None else jnp.asarray(labels)
+  make = batch_fn(config.task, config, train)
+  m = candidates_per_example(config.task, config)
+  b = config.batch_size
+
+  def batch(key):
+    k_idx, k_ex = jax.random.split(key)
+    idx = jax.random.randint(k_idx, (b, m), 0, pool.shape[0])
+    out = make(k_ex, D.to_float(pool[idx]))
+    if labels is not None:
+      out['label'] = labels[idx[:, 0]]
+    return out
+
+  return batch

@@ -1,10 +1,8 @@
 """selfsup training: config validation, datasets, the model and train state, the pure train step
-of every task, the encoder-only restore for fine-tuning, and kNN / linear-probe evaluation."""
-import functools
+of every task, and the encoder-only restore for fine-tuning. The objective is in losses.py, the
+evaluation in evaluation.py."""
 import os
-from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,30 +10,16 @@ import optax
 
 from common import config as cfg
 from common import loop
-from common import norms
-from configs import selfsup as configs
+from common import train_state
 from selfsup import data as D
+from selfsup import evaluation
 from selfsup import losses
 from selfsup import models
 from selfsup import pretext
 
-TASKS = configs.PRETEXT + ('classify',)
-DATA_STREAM, EVAL_STREAM = 1, 2   # fold_in tags of the key streams
+TASKS = pretext.TASKS + ('classify',)
+DATA_STREAM = 1   # fold_in tag of the training data's key stream (evaluation's is 2)
 ENCODER_FIELDS = ('widths', 'blocks', 'stem_stride', 'norm')
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  batch_stats: Any      # BatchNorm running statistics ({} when the model has none)
-  opt_state: Any
-
-
-def loss_kind(config):
-  if config.loss.kind != 'auto':
-    return config.loss.kind
-  return 'mse' if config.pretext.target == 'weights' else 'bce'
 
 
 def validate(config, num_devices=None, check_source=True):
@@ -76,7 +60,7 @@ def validate(config, num_devices=None, check_source=True):
             'must be 0 < low <= high <= 1')
   cfg.check(p.patch_size < d.size, 'pretext.patch_size', p.patch_size,
             f'must be smaller than data.size ({d.size})')
-  kind = loss_kind(config)
+  kind = losses.loss_kind(config)
   if config.task in ('mixup', 'scale'):
     allowed = ('mse',) if p.target == 'weights' else ('bce', 'margin')
     cfg.check(kind in allowed, 'loss.kind', config.loss.kind,
@@ -174,9 +158,8 @@ def example_batch(config, n=2):
 def make_optimizer(config):
   o = config.optim
   lr = optax.linear_schedule(0.0, o.lr, o.warmup_steps) if o.warmup_steps else o.lr
-  parts = [optax.clip_by_global_norm(o.grad_clip)] if o.grad_clip else []
-  parts.append(optax.adamw(lr, weight_decay=o.weight_decay))
-  tx = optax.chain(*parts)
+  # AdamW's chain even at weight decay 0: its opt_state is what selfsup's checkpoints hold.
+  tx = train_state.make_optimizer(lr, o.grad_clip, o.weight_decay, adamw=True)
   if config.task == 'classify' and config.finetune.mode == 'linear':
     # A frozen encoder gets no update at all (not even weight decay).
     labels = lambda params: {k: 'frozen' if k == 'encoder' else 'train' for k in params}
@@ -197,8 +180,7 @@ def make_init(config, num_classes, encoder=None):
       params = {**params, 'encoder': encoder['params']}
       if 'encoder' in stats:
         stats['encoder'] = encoder['batch_stats']
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
-                      opt_state=tx.init(params))
+    return train_state.create(params, tx, batch_stats=stats)
 
   return model, tx, init_state
 
@@ -223,78 +205,22 @@ def datasets_num_classes(config):
 
 
 # ---------------------------------------------------------------------------
-# Losses and the train step.
-
-def task_loss(out, batch, config):
-  """(loss, metrics) of a model output on a batch of config.task."""
-  t = config.task
-  if t in ('mixup', 'scale'):
-    kind, scores = loss_kind(config), out['scores']
-    if kind == 'bce':
-      loss = losses.bce(scores, batch['which'])
-    elif kind == 'margin':
-      d = losses.pairwise_distance(out['query'][:, None], out['candidates'])
-      loss, scores = losses.margin_contrastive(d, batch['which'], config.loss.margin), -d
-    else:   # regression of the weights: mixup's sum to one, scale's lie in (0, 1]
-      pred = jax.nn.softmax(scores) if t == 'mixup' else jax.nn.sigmoid(scores)
-      loss = losses.mse(pred, batch['weights'])
-    return loss, {'loss': loss, 'accuracy': losses.topk_set_accuracy(scores, batch['which'])}
-  if t == 'simclr':
-    loss = losses.nt_xent(out['z1'], out['z2'], config.pretext.temperature)
-    return loss, {'loss': loss, 'accuracy': losses.nt_xent_accuracy(out['z1'], out['z2'])}
-  if t == 'patchwork':
-    y = batch['label'].astype(jnp.float32)
-    loss = losses.bce(out['logits'], y)
-    return loss, {'loss': loss, 'accuracy': ((out['logits'] > 0) == (y > 0.5)).mean()}
-  loss = losses.softmax_ce(out['logits'], batch['label'])
-  return loss, {'loss': loss, 'accuracy': losses.accuracy(out['logits'], batch['label'])}
-
-
-def apply_model(model, params, batch_stats, batch, train):
-  """(outputs, new batch_stats)."""
-  variables = {'params': params, 'batch_stats': batch_stats}
-  if train and batch_stats:
-    out, updated = model.apply(variables, batch, train=True, mutable=['batch_stats'])
-    return out, updated['batch_stats']
-  return model.apply(variables, batch, train=train), batch_stats
-
+# The train step.
 
 def make_train_step(model, tx, config):
   def loss_fn(params, batch_stats, batch):
-    out, stats = apply_model(model, params, batch_stats, batch, train=True)
-    loss, metrics = task_loss(out, batch, config)
+    out, stats = models.apply_model(model, params, batch_stats, batch, train=True)
+    loss, metrics = losses.task_loss(out, batch, config)
     return loss, (metrics, stats)
 
   def train_step(state, batch, key):
     del key   # the step is deterministic: all randomness is in the batch
     grads, (metrics, stats) = jax.grad(loss_fn, has_aux=True)(state.params, state.batch_stats,
                                                               batch)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new = TrainState(step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state)
-    return new, {**metrics, **norms.l2_norms(grads, params,
-                                             updates if config.log_update_norm else None)}
+    new, norms = train_state.apply_gradients(state, grads, tx, config.log_update_norm)
+    return new.replace(batch_stats=stats), {**metrics, **norms}
 
   return train_step, loss_fn
-
-
-def make_batch_fn(config, pool, labels=None, train=True):
-  """(key) -> a batch of config.task drawn from a device pool of uint8 images (and labels)."""
-  pool = jnp.asarray(pool)
-  labels = None if labels is None else jnp.asarray(labels)
-  make = pretext.batch_fn(config.task, config, train)
-  m = pretext.candidates_per_example(config.task, config)
-  b = config.batch_size
-
-  def batch(key):
-    k_idx, k_ex = jax.random.split(key)
-    idx = jax.random.randint(k_idx, (b, m), 0, pool.shape[0])
-    out = make(k_ex, D.to_float(pool[idx]))
-    if labels is not None:
-      out['label'] = labels[idx[:, 0]]
-    return out
-
-  return batch
 
 
 def make_task(config, data=None):
@@ -311,107 +237,13 @@ def make_task(config, data=None):
     pool, labels = jnp.asarray(data['train'][0]), jnp.asarray(data['train'][1])
   else:
     pool, labels = jnp.asarray(data['unlabelled']), None
-  draw = make_batch_fn(config, pool, labels, train=not config.overfit_one_batch)
+  draw = pretext.make_batch_fn(config, pool, labels, train=not config.overfit_one_batch)
 
   @jax.jit
   def train_batch(step):
     step = 0 if config.overfit_one_batch else step
     return draw(jax.random.fold_in(data_key, step))
 
-  evaluator = Evaluator(config, model, data)
+  evaluator = evaluation.Evaluator(config, model, data)
   return loop.Task(init=init_state, train_step=train_step, train_batch=train_batch,
                    evaluate=evaluator.metrics)
-
-
-# ---------------------------------------------------------------------------
-# Evaluation: kNN, linear probe, the task itself on validation images.
-
-def knn_predict(train_features, train_labels, query_features, k, num_classes, temperature):
-  """Class scores (Q, num_classes) of a weighted kNN on cosine similarity: each of the k nearest
-  training examples votes for its class with weight exp(similarity / temperature)."""
-  unit = lambda f: f / jnp.linalg.norm(f, axis=-1, keepdims=True).clip(1e-12)
-  sim = unit(query_features) @ unit(train_features).T
-  top, idx = jax.lax.top_k(sim, k)
-  votes = jax.nn.one_hot(train_labels[idx], num_classes) * jnp.exp(top / temperature)[..., None]
-  return votes.sum(1)
-
-
-@functools.partial(jax.jit, static_argnames=('num_classes', 'steps'))
-def linear_probe(train_features, train_labels, query_features, num_classes, steps, lr, l2):
-  """Logits (Q, num_classes) of a softmax regression fitted on standardised frozen features by
-  `steps` full-batch Adam steps with an l2 penalty."""
-  mean, std = train_features.mean(0), train_features.std(0) + 1e-6
-  x, q = (train_features - mean) / std, (query_features - mean) / std
-  params = {'w': jnp.zeros((x.shape[1], num_classes)), 'b': jnp.zeros(num_classes)}
-  opt = optax.adam(lr)
-
-  def loss(p):
-    return losses.softmax_ce(x @ p['w'] + p['b'], train_labels) + l2 * jnp.square(p['w']).sum()
-
-  def step(carry, _):
-    p, s = carry
-    u, s = opt.update(jax.grad(loss)(p), s)
-    return (optax.apply_updates(p, u), s), None
-
-  (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
-  return q @ params['w'] + params['b']
-
-
-class Evaluator:
-  """kNN and linear-probe accuracy of the encoder's features (labelled train -> validation),
-  the task's own loss and accuracy on validation images (no augmentation), and for classify
-  runs the classifier's validation accuracy."""
-
-  def __init__(self, config, model, data):
-    self.config, self.model, self.data = config, model, data
-    e = config.eval
-    val_x = jnp.asarray(data['val'][0])
-    self._features = jax.jit(lambda params, stats, x: model.apply(
-        {'params': params, 'batch_stats': stats}, D.to_float(x), method=models.Model.features))
-    self._logits = jax.jit(lambda params, stats, x: model.apply(
-        {'params': params, 'batch_stats': stats}, {'image': D.to_float(x)})['logits'])
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_STREAM)
-    if config.task != 'classify':
-      # A fixed batch of the pretext task made from validation images, unaugmented.
-      self.task_batch = jax.jit(make_batch_fn(config, val_x, train=False))(key)
-
-      def task_metrics(params, stats, batch):   # the batch is an argument, not a constant
-        out, _ = apply_model(model, params, stats, batch, train=False)
-        return task_loss(out, batch, config)[1]
-
-      self._task_metrics = jax.jit(task_metrics)
-    self._knn = jax.jit(functools.partial(knn_predict, k=e.knn_k,
-                                          num_classes=data['num_classes'],
-                                          temperature=e.knn_temperature))
-
-  def _batched(self, fn, params, stats, images):
-    bs = self.config.eval.batch_size
-    return np.concatenate([np.asarray(fn(params, stats, images[i:i + bs]))
-                           for i in range(0, len(images), bs)])
-
-  def features(self, state, split):
-    return self._batched(self._features, state.params, state.batch_stats, self.data[split][0])
-
-  def predictions(self, state):
-    """{'knn', 'probe', and for classify 'classifier'}: validation class scores (N, classes)."""
-    e, k = self.config.eval, self.data['num_classes']
-    tr, va = self.features(state, 'train'), self.features(state, 'val')
-    ty = jnp.asarray(self.data['train'][1])
-    out = {'knn': np.asarray(self._knn(tr, ty, va)),
-           'probe': np.asarray(linear_probe(tr, ty, va, k, e.probe_steps, e.probe_lr,
-                                            e.probe_l2))}
-    if self.config.task == 'classify':
-      out['classifier'] = self._batched(self._logits, state.params, state.batch_stats,
-                                        self.data['val'][0])
-    return out
-
-  def metrics(self, state, predictions=None):
-    predictions = predictions or self.predictions(state)
-    labels = np.asarray(self.data['val'][1])
-    out = {f'{name}_accuracy': float((p.argmax(-1) == labels).mean())
-           for name, p in predictions.items()}
-    if self.config.task != 'classify':
-      out.update({f'task_{k}': float(v)
-                  for k, v in self._task_metrics(state.params, state.batch_stats,
-                                                        self.task_batch).items()})
-    return out

@@ -13,6 +13,9 @@ torch = pytest.importorskip('torch')
 from benchmarks import harness
 from benchmarks import selfsup_step
 from benchmarks import torch_selfsup as tss
+from benchmarks import torch_selfsup_weights as tsw
+from selfsup import losses as ss_losses
+from selfsup import pretext as ss_pretext
 from selfsup import train as ss_train
 from tests import helpers
 
@@ -77,8 +80,8 @@ def _batch(config, seed=0):
   images uniform, pretext targets and labels drawn as the generator does. The benchmark's own
   batches are tested in `test_main_prints_a_ratio`."""
   images, labels = selfsup_step.synthetic_images(config, seed)
-  make = ss_train.make_batch_fn(config, images, labels if config.task == 'classify' else None,
-                                train=False)
+  make = ss_pretext.make_batch_fn(config, images,
+                                 labels if config.task == 'classify' else None, train=False)
   shapes = jax.eval_shape(make, jax.random.PRNGKey(seed))
   rng = np.random.default_rng(seed)
   b, n = config.batch_size, config.pretext.num_candidates
@@ -101,7 +104,7 @@ def _batch(config, seed=0):
 
 def _twin(config, variables):
   twin = tss.from_config(config, 10)
-  tss.load_flax_params(twin, variables)
+  tsw.load_flax_params(twin, variables)
   return twin
 
 
@@ -124,13 +127,13 @@ def test_parameter_counts_are_equal(case):
   twin = tss.from_config(config, 10)
   assert tss.num_params(twin) == harness.count_params(shapes['params'])
   # and tensor by tensor: every parameter and running statistic is ported, to its shape
-  pairs = tss.named_pairs(twin, shapes['params'])
-  stats = tss.stat_pairs(twin, shapes.get('batch_stats', {}))
+  pairs = tsw.named_pairs(twin, shapes['params'])
+  stats = tsw.stat_pairs(twin, shapes.get('batch_stats', {}))
   assert len(pairs) == len(jax.tree.leaves(shapes['params'])) == len(list(twin.parameters()))
   assert len(stats) == len(jax.tree.leaves(shapes.get('batch_stats', {})))
   assert len({id(t) for t, _ in pairs + stats}) == len(pairs + stats)
   for t, a in pairs + stats:
-    assert tss.torch_layout(np.zeros(a.shape)).shape == tuple(t.shape), (t.shape, a.shape)
+    assert tsw.torch_layout(np.zeros(a.shape)).shape == tuple(t.shape), (t.shape, a.shape)
 
 
 def test_parameter_count_at_the_default_sizes():
@@ -167,16 +170,16 @@ def test_loss_gradients_and_statistics_match_jax(case):
   assert set(tmetrics) == {'loss', 'accuracy'}
   np.testing.assert_allclose(tmetrics['accuracy'].item(), float(metrics['accuracy']))
   tloss.backward()
-  for t, g in tss.named_pairs(twin, grads):
-    g = tss.torch_layout(g)   # some are zero (a bias before a difference): an absolute floor
+  for t, g in tsw.named_pairs(twin, grads):
+    g = tsw.torch_layout(g)   # some are zero (a bias before a difference): an absolute floor
     np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-3,
                                atol=1e-3 * np.abs(g).max() + 1e-6)
   # running statistics: the means agree; torch moves the variances towards the unbiased batch
   # variance, flax towards the biased one: by the same n / (n - 1) for every channel
-  pairs = tss.stat_pairs(twin, new_stats)
+  pairs = tsw.stat_pairs(twin, new_stats)
   assert pairs and len(pairs) == len(jax.tree.leaves(stats))
   for (t_mean, a_mean), (t_var, a_var), (_, old_var) in zip(
-      pairs[::2], pairs[1::2], tss.stat_pairs(twin, stats)[1::2]):
+      pairs[::2], pairs[1::2], tsw.stat_pairs(twin, stats)[1::2]):
     np.testing.assert_allclose(t_mean.numpy(), a_mean, rtol=1e-4, atol=1e-5)
     t_step, a_step = t_var.numpy() - 0.9 * old_var, np.asarray(a_var) - 0.9 * old_var
     r = np.median(t_step / a_step)
@@ -205,7 +208,7 @@ def test_task_losses_match_jax(case):
          if config.task in ('mixup', 'scale') else
          {'logits': rng.standard_normal((b, 4) if config.task == 'quadrant' else (b,),
                                         dtype=np.float32)})
-  loss, metrics = jax.jit(lambda o, x: ss_train.task_loss(o, x, config))(out, batch)
+  loss, metrics = jax.jit(lambda o, x: ss_losses.task_loss(o, x, config))(out, batch)
   tloss, tmetrics = tss.task_loss(tss.to_torch_batch(out), tss.to_torch_batch(batch), config)
   for k in ('loss', 'accuracy'):
     np.testing.assert_allclose(tmetrics[k].item(), float(metrics[k]), rtol=1e-5, err_msg=k)
@@ -230,7 +233,7 @@ def test_nchw_twin_matches_channels_last():
   losses = []
   for channels_last in (True, False):
     twin = tss.from_config(config, 10, channels_last=channels_last)
-    tss.load_flax_params(twin, variables)
+    tsw.load_flax_params(twin, variables)
     losses.append(tss.loss_fn(twin, batch, config)[0].item())
   np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 

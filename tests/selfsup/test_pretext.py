@@ -189,3 +189,7 @@ def test_candidate_views_show_other_augmentations_of_the_mixed_images():
                              atol=1e-6)
   np.testing.assert_allclose(views['query'], same['query'], atol=1e-6)   # the same mix ...
   assert not np.allclose(views['candidates'], same['candidates'])       # ... other views
+
+
+def test_every_pretext_task_has_its_config_variant():
+  assert configs.PRETEXT == pretext.TASKS
