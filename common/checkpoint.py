@@ -2,6 +2,7 @@
 import contextlib
 import os
 import sys
+import warnings
 
 import jax
 import orbax.checkpoint as ocp
@@ -101,9 +102,13 @@ def _ignore_orphaned_reads():
   When one array of a step cannot be read, orbax raises at once and leaves that step's other
   reads pending; each of them fails later (when it is garbage-collected, or when its storage
   thread finds the event loop closed) and Python prints its traceback through
-  sys.unraisablehook, at a moment that varies from run to run. The failure was already reported
+  sys.unraisablehook, or warns that it was never awaited, at a moment that varies from run to
+  run. The failure was already reported
   in one line, so those echoes are dropped; any other unraisable error is still printed.
   """
+  # the reads that never started are reported as a RuntimeWarning instead
+  warnings.filterwarnings('ignore', category=RuntimeWarning,
+                          message=r"coroutine '(.*\.)?_read_array_index_and_device_put' was never")
   if getattr(sys.unraisablehook, 'drops_orphaned_reads', False):
     return
   previous = sys.unraisablehook

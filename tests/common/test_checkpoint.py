@@ -1,6 +1,7 @@
 """Checkpoints: asynchronous saves that survive donation and kill -9, unreadable steps set aside."""
 import gc
 import os
+import warnings
 import subprocess
 import sys
 import textwrap
@@ -138,3 +139,24 @@ def test_the_echoes_of_a_failed_restore_are_dropped_and_other_unraisable_errors_
     del coro
     gc.collect()
   assert seen == ['user_coroutine']
+
+
+def test_the_reads_of_a_failed_restore_that_never_started_do_not_warn(monkeypatch):
+  monkeypatch.setattr(warnings, 'filters', list(warnings.filters))   # undone after the test
+  monkeypatch.setattr(sys, 'unraisablehook', sys.unraisablehook)
+  checkpoint._ignore_orphaned_reads()
+
+  async def _read_array_index_and_device_put():
+    pass
+
+  async def user_coroutine():
+    pass
+
+  with warnings.catch_warnings(record=True) as caught:
+    for make in (_read_array_index_and_device_put, user_coroutine):
+      coro = make()
+      del coro
+      gc.collect()
+  assert [str(w.message) for w in caught] == ["coroutine 'test_the_reads_of_a_failed_restore_that_"
+                                              "never_started_do_not_warn.<locals>.user_coroutine' "
+                                              "was never awaited"]
