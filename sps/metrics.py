@@ -31,12 +31,11 @@ def knn_projection(z, positions, k=10):
   frame's own sequence never answers for it. Low kNN but high linear MSE means z carries the
   positions on a curved code: the information is there, not disentangled.
   """
-  z = np.asarray(z, np.float64)
-  y = np.asarray(positions, np.float64)
-  y = (y - y.reshape(-1, y.shape[-1]).mean(0)) / np.maximum(y.reshape(-1, y.shape[-1]).std(0), 1e-12)
-  z = (z - z.reshape(-1, z.shape[-1]).mean(0)) / np.maximum(z.reshape(-1, z.shape[-1]).std(0), 1e-12)
-  half = len(z) // 2
   flat = lambda a: a.reshape(-1, a.shape[-1])
+  standardise = lambda a: (a - flat(a).mean(0)) / np.maximum(flat(a).std(0), 1e-12)
+  z = standardise(np.asarray(z, np.float64))
+  y = standardise(np.asarray(positions, np.float64))
+  half = len(z) // 2
   z_fit, y_fit, z_test, y_test = flat(z[:half]), flat(y[:half]), flat(z[half:]), flat(y[half:])
   dist = ((z_test[:, None] - z_fit[None]) ** 2).sum(-1)
   nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]

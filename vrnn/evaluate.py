@@ -183,14 +183,13 @@ def scorer(config, workdir):
   model, _, init_state = train.make_init(config)
 
   def score(state, step):
-    evaluator = train.Evaluator(config, model,
-                                train.load_data(config, 'eval', train.read_stats(workdir)))
-    metrics = evaluator.metrics(state.params, with_likelihood=True)
+    evaluator = train.workdir_evaluator(config, model, workdir)
+    terms = evaluator.step_terms(state.params)   # for the metrics and the figures
+    metrics = evaluator.metrics(state.params, with_likelihood=True, terms=terms)
     metrics['num_sequences'] = len(evaluator.data['x'])
     metrics['mean_length'] = float(evaluator.data['mask'].sum(1).mean())
     units = "in the data's units" if config.eval.data_units else 'of the normalised data'
-    figures = lambda out: write_figures(out, config, model, state.params, evaluator,
-                                        evaluator.step_terms(state.params))
+    figures = lambda out: write_figures(out, config, model, state.params, evaluator, terms)
     return project.Report(
         f'VRNN evaluation of {workdir} at step {step} on {metrics["num_sequences"]} held-out '
         f'sequences (nats, {units}; log-likelihood from {config.eval.is_samples} importance '

@@ -8,6 +8,7 @@ import numpy as np
 
 from common import config as cfg
 from common import data as data_lib
+from common import distributed
 from common import loop
 from common import train_state
 from vrnn import arrays as vrnn_arrays
@@ -117,6 +118,11 @@ def read_stats(workdir):
   return np.asarray(stats['mean'], np.float32), np.asarray(stats['std'], np.float32)
 
 
+def workdir_evaluator(config, model, workdir):
+  """The Evaluator of a run's held-out data, normalised as the run was trained."""
+  return Evaluator(config, model, load_data(config, 'eval', read_stats(workdir)))
+
+
 def write_stats(workdir, data):
   """Stores the train split's normalisation on a run's first start; kept on resume."""
   os.makedirs(workdir, exist_ok=True)
@@ -139,7 +145,7 @@ def make_task(config, workdir=None):
   model, tx, init_state = make_init(config)
   stats = read_stats(workdir) if workdir else None
   train = load_data(config, 'train', stats)
-  if workdir:
+  if workdir and distributed.is_chief():   # every host computes the same stats; one writes
     write_stats(workdir, train)
 
   def train_step(state, batch, key):
@@ -209,8 +215,9 @@ class Evaluator:
       return np.zeros(len(self.data['mask']))
     return vrnn_data.log_jacobian(self.data['mask'], self.data['std'])
 
-  def metrics(self, params, with_likelihood=False):
-    t = self.step_terms(params)
+  def metrics(self, params, with_likelihood=False, terms=None):
+    """terms: this params' step_terms when the caller already has them."""
+    t = self.step_terms(params) if terms is None else terms
     mask, jac = self.data['mask'], self.jacobian()
     log_px = t['log_px'].sum(1) + jac
     elbo = log_px - t['kl'].sum(1)

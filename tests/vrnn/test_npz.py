@@ -80,8 +80,7 @@ def test_likelihood_is_below_the_exact_one_and_rises_with_samples(lgssm_run):
   config = cfg.load(str(workdir))
   model, _, init_state = train.make_init(config)
   state, _ = loop.restore(str(workdir), init_state, config.seed, None)
-  evaluator = train.Evaluator(config, model,
-                              train.load_data(config, 'eval', train.read_stats(str(workdir))))
+  evaluator = train.workdir_evaluator(config, model, str(workdir))
   ll = {k: evaluator.log_likelihood(state.params, k) for k in (1, 8, 64)}
   m = json.load(open(workdir / 'eval' / 'step_300' / 'metrics.json'))
   assert m['log_likelihood'] == pytest.approx(evaluator.log_likelihood(state.params).mean(),
