@@ -83,6 +83,8 @@ def parse_args(argv=None):
                       'changes the number of stages)')
   p.add_argument('--norm', default='', choices=('', 'group', 'batch'),
                  help='the encoder\'s norm; empty: the variant\'s')
+  p.add_argument('--conv_impl', default='', choices=('', 'auto', 'matmul', 'lax', 'hybrid'),
+                 help='the JAX convolutions (common/conv.py); empty: the config\'s (auto)')
   p.add_argument('--steps', type=int, default=5, help='steps of each framework per round')
   p.add_argument('--rounds', type=int, default=3)
   p.add_argument('--torch_device', default='auto', help="'auto': cuda if available, else cpu")
@@ -98,11 +100,13 @@ def _ints(s):
   return tuple(int(v) for v in s.split(',')) if s else ()
 
 
-def make_config(variant='mixup', batch=0, size=0, widths=(), blocks=(), norm='', seed=0):
+def make_config(variant='mixup', batch=0, size=0, widths=(), blocks=(), norm='', conv_impl='',
+                seed=0):
   """The variant's config at the benchmark's sizes (0 / empty: the variant's own), training
 on one fixed batch; pretext.patch_size is capped at half the image size."""
   c = ss_configs.get_config(variant)
   c.seed = seed
+  c.conv_impl = conv_impl or c.conv_impl
   c.batch_size = batch or c.batch_size
   c.data.size = size or c.data.size
   m = c.model
@@ -209,7 +213,7 @@ def main(argv=None):
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
   torch.set_num_threads(args.threads)
   config = make_config(args.variant, args.batch, args.size, _ints(args.widths),
-                       _ints(args.blocks), args.norm, args.seed)
+                       _ints(args.blocks), args.norm, args.conv_impl, args.seed)
   images, labels = synthetic_images(config, args.seed)
   print(f'selfsup train step ({args.variant}): {describe(config)}')
   harness.print_platform(device)

@@ -57,7 +57,7 @@ def parse_args(argv=None):
   p.add_argument('--frames', type=int, default=20)
   p.add_argument('--steps', type=int, default=3, help='steps of each framework per round')
   p.add_argument('--rounds', type=int, default=3)
-  p.add_argument('--conv_impl', default='auto', choices=('auto', 'matmul', 'lax'))
+  p.add_argument('--conv_impl', default='auto', choices=('auto', 'matmul', 'lax', 'hybrid'))
   p.add_argument('--prior_width', type=int, default=256)
   p.add_argument('--enc_channels', default='64,128,256', help='comma-separated')
   p.add_argument('--dec_channels', default='256,128,64', help='comma-separated')

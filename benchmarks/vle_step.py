@@ -74,7 +74,7 @@ def parse_args(argv=None):
   p.add_argument('--batch', type=int, default=0, help='0: the variant\'s batch_size')
   p.add_argument('--size', type=int, default=0, help='0: the variant\'s data.size')
   p.add_argument('--tokens', type=int, default=0, help='0: the variant\'s tokens.train_max')
-  p.add_argument('--conv_impl', default='', choices=('', 'auto', 'matmul', 'lax'),
+  p.add_argument('--conv_impl', default='', choices=('', 'auto', 'matmul', 'lax', 'hybrid'),
                  help='the JAX convolutions (common/conv.py); \'\': the config\'s (auto)')
   p.add_argument('--steps', type=int, default=5, help='steps of each framework per round')
   p.add_argument('--rounds', type=int, default=3)

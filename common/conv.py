@@ -44,8 +44,10 @@ from jax import lax
 
 Padding = Union[str, int, Sequence[Tuple[int, int]]]
 Pads = Tuple[Tuple[int, int], Tuple[int, int]]
+_DN = ('NHWC', 'HWIO', 'NHWC')
 
-IMPLS = ('auto', 'matmul', 'lax')
+IMPLS = ('auto', 'matmul', 'lax', 'hybrid')
+PATHS = ('matmul', 'lax', 'hybrid', 'dot')
 _default_impl = 'auto'
 
 _SUPPORTED = ('kernel sizes 1-7, strides 1-2 with stride <= kernel, padding an int or '
@@ -65,12 +67,13 @@ def get_default_impl() -> str:
 
 
 def resolve_impl(impl: Optional[str] = None) -> str:
-  """Maps None/'auto' to the concrete implementation, 'matmul' or 'lax'."""
+  """Maps None to the module default and 'auto' to 'lax' off CPU; on CPU 'auto' stays 'auto'
+  and `layer_path` picks each layer's path."""
   impl = _default_impl if impl is None else impl
   if impl not in IMPLS:
     raise ValueError(f'conv impl must be one of {IMPLS}, got {impl!r}')
-  if impl == 'auto':
-    return 'matmul' if jax.default_backend() == 'cpu' else 'lax'
+  if impl == 'auto' and jax.default_backend() != 'cpu':
+    return 'lax'
   return impl
 
 
@@ -190,19 +193,22 @@ def _kernel_grad(patches, g, wshape):
   return lax.dot_general(g, p, (((0,), (0,)), ((), ()))).T.reshape(wshape)
 
 
-def _conv_fwd(x, w, strides, pads):
+def _conv_fwd(x, w, strides, pads, keep_patches):
   p = _im2col(x, w.shape[:2], strides, pads)
-  return _mm(p, w.reshape(-1, w.shape[-1])), (p, w, x.shape[1:3])
+  y = _mm(p, w.reshape(-1, w.shape[-1]))
+  return y, ((p if keep_patches else x), w, x.shape[1:3])
 
 
-def _conv_bwd(strides, pads, res, g):
+def _conv_bwd(strides, pads, keep_patches, res, g):
   p, w, in_hw = res
+  if not keep_patches:  # p is the input: extract its patches again
+    p = _im2col(p, w.shape[:2], strides, pads)
   return _conv_t_mm(g, w, strides, pads, in_hw), _kernel_grad(p, g, w.shape)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(x, w, strides, pads):
-  return _conv_fwd(x, w, strides, pads)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides, pads, keep_patches=True):
+  return _conv_fwd(x, w, strides, pads, keep_patches)[0]
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -228,6 +234,43 @@ _conv_t.defvjp(_conv_t_fwd, _conv_t_bwd)
 
 
 # ---------------------------------------------------------------------------
+# Stride-1 convolutions on CPU: XLA's own stride-1 convolution (forward) and its
+# input gradient (a stride-1 convolution with the flipped kernel) are fast, but
+# its kernel gradient (a convolution whose kernel is the whole image) is slow, so
+# that one gradient is the patch matmul.  Only x and w are kept for the backward
+# pass: in a scan, saved patches would be stacked over the steps (kh * kw times
+# the input), which costs more than extracting them again.
+
+def _lax_conv(x, w, strides, pads):
+  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_DN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_lax_dw_mm(x, w, strides, pads):
+  return _lax_conv(x, w, strides, pads)
+
+
+def _conv_lax_dw_mm_fwd(x, w, strides, pads):
+  return _lax_conv(x, w, strides, pads), (x, w)
+
+
+def _conv_lax_dw_mm_bwd(strides, pads, res, g):
+  x, w = res
+  dx = jax.vjp(lambda x: _lax_conv(x, w, strides, pads), x)[1](g)[0]
+  return dx, _kernel_grad(_im2col(x, w.shape[:2], strides, pads), g, w.shape)
+
+
+_conv_lax_dw_mm.defvjp(_conv_lax_dw_mm_fwd, _conv_lax_dw_mm_bwd)
+
+
+def _conv_1x1(x, w):
+  """A 1x1 stride-1 unpadded convolution is one matmul over the channels (plain autodiff:
+  on 2D views its kernel gradient is one matmul too, see _kernel_grad)."""
+  n, h, wd, c = x.shape
+  return _mm(x.reshape(-1, c), w.reshape(c, -1)).reshape(n, h, wd, -1)
+
+
+# ---------------------------------------------------------------------------
 # Public functions.
 
 def _check_size(kind, xshape, kshape, strides, pads, out_hw):
@@ -239,19 +282,52 @@ def _check_size(kind, xshape, kshape, strides, pads, out_hw):
                      f'strides={strides} padding={pads} (output size {tuple(out_hw)})')
 
 
-_DN = ('NHWC', 'HWIO', 'NHWC')
+
+def layer_path(impl: Optional[str], transpose: bool, ksize, strides, pads) -> str:
+  """The path one layer takes: 'matmul', 'lax', 'hybrid' or 'dot' (see PATHS).
+
+  Off CPU 'auto' is 'lax' (cuDNN / TPU convolutions).  On CPU 'auto' and 'matmul' send a 1x1
+  stride-1 unpadded convolution to a plain matmul ('dot') and every other layer to the patch
+  matmuls: measured by `python -m benchmarks.conv` (every layer shape of the projects, forward
+  + backward, alone and inside a scan) and by the projects' train steps, XLA's own stride-1
+  convolution is faster alone (forward and input gradient; its kernel gradient is slow), but
+  ~100x slower inside a `lax.scan` body, and 'hybrid' (XLA forward and input gradient, patch
+  matmul kernel gradient) is faster per layer but slower in the selfsup and vle steps, where
+  the patch extraction fuses the preceding norm and activation.  'hybrid' sends stride-1
+  layers (k > 1) to that path and the rest to 'matmul'.
+  """
+  impl = resolve_impl(impl)
+  if impl == 'lax':
+    return 'lax'
+  stride1 = tuple(strides) == (1, 1) and not transpose
+  if stride1 and tuple(ksize) == (1, 1) and pads == ((0, 0), (0, 0)):
+    return 'dot'
+  if stride1 and impl == 'hybrid':
+    return 'hybrid'
+  return 'matmul'
 
 
-def conv2d(x, kernel, strides=(1, 1), padding: Padding = 'SAME', impl: Optional[str] = None):
-  """Convolution of x (N, H, W, C) with kernel (kh, kw, C, O) -> (N, Ho, Wo, O)."""
+def conv2d(x, kernel, strides=(1, 1), padding: Padding = 'SAME', impl: Optional[str] = None,
+           keep_patches: bool = False):
+  """Convolution of x (N, H, W, C) with kernel (kh, kw, C, O) -> (N, Ho, Wo, O).
+
+  keep_patches (the 'matmul' path): keep the patches for the backward pass (True), or only x
+  and extract them again there (False: less memory, one more patch extraction; faster inside
+  a `lax.scan` body, whose saved values are stacked over its steps).
+  """
   strides = _pair(strides)
   pads = _resolve_padding(padding, kernel.shape[:2], strides, x.shape[1:3], transpose=False)
   _check_size('Conv', x.shape, kernel.shape, strides, pads,
               [(n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in
                zip(x.shape[1:3], kernel.shape[:2], strides, pads)])
-  if resolve_impl(impl) == 'lax':
-    return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN)
-  return _conv(x, kernel, strides, pads)
+  path = layer_path(impl, False, kernel.shape[:2], strides, pads)
+  if path == 'lax':
+    return _lax_conv(x, kernel, strides, pads)
+  if path == 'dot':
+    return _conv_1x1(x, kernel)
+  if path == 'hybrid':
+    return _conv_lax_dw_mm(x, kernel, strides, pads)
+  return _conv(x, kernel, strides, pads, keep_patches)
 
 
 def conv_transpose2d(x, kernel, strides=(1, 1), padding: Padding = 'SAME',
@@ -267,7 +343,7 @@ def conv_transpose2d(x, kernel, strides=(1, 1), padding: Padding = 'SAME',
   out_hw = tuple((n - 1) * s + k - lo - hi
                  for n, s, k, (lo, hi) in zip(x.shape[1:3], strides, ksize, pads))
   _check_size('ConvTranspose', x.shape, kernel.shape, strides, pads, out_hw)
-  if resolve_impl(impl) == 'lax':
+  if layer_path(impl, True, ksize, strides, pads) == 'lax':
     lax_pads = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip(ksize, pads))
     return lax.conv_transpose(x, kernel.swapaxes(2, 3), strides, lax_pads,
                               dimension_numbers=_DN, transpose_kernel=True)
@@ -289,6 +365,7 @@ class _ConvModule(nn.Module):
   param_dtype: Any = jnp.float32
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros
+  keep_patches: bool = False  # Conv only, see conv2d; ConvTranspose keeps only its input
 
   @nn.compact
   def __call__(self, x):
@@ -307,7 +384,8 @@ class Conv(_ConvModule):
   kernel (kh, kw, in, features), bias (features,); padding an int p, explicit
   ((lo, hi), (lo, hi)), 'SAME' or 'VALID'.
   """
-  _op = staticmethod(conv2d)
+  def _op(self, x, kernel, strides, padding, impl):
+    return conv2d(x, kernel, strides, padding, impl, self.keep_patches)
 
 
 class ConvTranspose(_ConvModule):
@@ -317,4 +395,5 @@ class ConvTranspose(_ConvModule):
   (kh, kw, in, features), see the module docstring for the lax and PyTorch
   equivalents.  padding='SAME' gives output size input * stride.
   """
-  _op = staticmethod(conv_transpose2d)
+  def _op(self, x, kernel, strides, padding, impl):
+    return conv_transpose2d(x, kernel, strides, padding, impl)

@@ -16,6 +16,7 @@ import numpy as np
 
 from common import checkpoint as ckpt_lib
 from common import config as config_lib
+from common import conv as conv_lib
 from common import distributed
 from common import metrics as metrics_lib
 from common import sharding
@@ -75,7 +76,7 @@ def check_run(config, workdir):
 def check_fields(config, num_devices):
   """The loop's config fields (configs/common.py), checked first by every project's validate."""
   if 'conv_impl' in config:
-    config_lib.check_choice(config, 'conv_impl', ('auto', 'matmul', 'lax'))
+    config_lib.check_choice(config, 'conv_impl', conv_lib.IMPLS)
   config_lib.check_choice(config, 'early_stopping.mode', ('min', 'max'))
   for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
             'checkpoint.max_to_keep'):

@@ -23,7 +23,7 @@ def loop_fields(c, num_steps, batch_size, eval_every, checkpoint_every, early_st
   if log_update_norm is not None:
     c.log_update_norm = log_update_norm
   if conv_impl:
-    c.conv_impl = 'auto'         # common/conv.py: 'auto' (matmul on CPU, lax elsewhere), 'matmul', 'lax'
+    c.conv_impl = 'auto'         # common/conv.py: 'auto' (per layer on CPU, lax elsewhere), 'matmul', 'lax', 'hybrid'
   c.checkpoint = ml_collections.ConfigDict(dict(every=checkpoint_every, max_to_keep=3))
   c.early_stopping = ml_collections.ConfigDict(
       dict(metric='', mode=early_stopping_mode, patience=5, min_delta=0.0))   # metric '' = off

@@ -15,7 +15,7 @@ from jax import lax
 from common import conv as C
 
 DN = ('NHWC', 'HWIO', 'NHWC')
-IMPLS = ('matmul', 'lax')
+IMPLS = ('matmul', 'lax', 'hybrid', 'auto')
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # (kernel, stride, padding) for Conv and ConvTranspose.
@@ -72,6 +72,50 @@ def test_conv_matches_lax(k, s, p, impl):
   x, w, b = _rand(0, 2, 9, 8, 3), _rand(1, k, k, 3, 5), _rand(2, 5)  # odd and even sizes
   _check_value_and_grads(lambda x, w, b: C.conv2d(x, w, s, p, impl) + b,
                          lambda x, w, b: _ref_conv(x, w, b, s, p), x, w, b)
+
+
+@pytest.mark.parametrize('k,s,p', [(4, 2, 1), (3, 1, 1), (3, 2, 'SAME'), (5, 1, 'VALID')])
+def test_conv_keeping_patches_or_input_gives_the_same_gradients(k, s, p):
+  x, w, b = _rand(0, 2, 9, 8, 3), _rand(1, k, k, 3, 5), _rand(2, 5)
+  for keep in (True, False):
+    _check_value_and_grads(lambda x, w, b: C.conv2d(x, w, s, p, 'matmul', keep) + b,
+                           lambda x, w, b: _ref_conv(x, w, b, s, p), x, w, b)
+
+
+@pytest.mark.parametrize('impl', ['matmul', 'hybrid'])
+def test_conv_inside_scan_matches_lax(impl):
+  """A scan body saves its residuals per step: the gradients through 3 steps of a conv."""
+  x, w = _rand(0, 2, 6, 6, 4), _rand(1, 3, 3, 4, 4) * 0.3
+
+  def unroll(conv):
+    def run(x, w):
+      body = lambda h, _: (jnp.tanh(conv(h, w)), None)
+      return lax.scan(body, x, None, length=3)[0]
+    return run
+
+  _check_value_and_grads(unroll(lambda h, w: C.conv2d(h, w, 1, 1, impl)),
+                         unroll(lambda h, w: _ref_conv(h, w, 0.0, 1, 1)), x, w)
+
+
+def test_layer_path_rule():
+  pads1, pads0 = ((1, 1), (1, 1)), ((0, 0), (0, 0))
+  path = C.layer_path
+  assert path('lax', False, (3, 3), (1, 1), pads1) == 'lax'
+  for impl in ('auto', 'matmul'):  # tests run on CPU
+    assert path(impl, False, (1, 1), (1, 1), pads0) == 'dot'
+    assert path(impl, False, (1, 1), (2, 2), pads0) == 'matmul'
+    assert path(impl, False, (3, 3), (1, 1), pads1) == 'matmul'
+    assert path(impl, False, (4, 4), (2, 2), pads1) == 'matmul'
+    assert path(impl, True, (3, 3), (1, 1), pads1) == 'matmul'
+  assert path('hybrid', False, (3, 3), (1, 1), pads1) == 'hybrid'
+  assert path('hybrid', False, (4, 4), (2, 2), pads1) == 'matmul'
+  assert path('hybrid', True, (3, 3), (1, 1), pads1) == 'matmul'
+  x, w1, w3 = _rand(0, 1, 8, 8, 3), _rand(1, 1, 1, 3, 4), _rand(2, 3, 3, 3, 4)
+  jaxpr = lambda f: str(jax.make_jaxpr(f)(x))
+  assert 'custom_vjp_call' not in jaxpr(lambda x: C.conv2d(x, w1, 1, 0, 'auto'))
+  assert 'conv_general_dilated' not in jaxpr(lambda x: C.conv2d(x, w3, 1, 1, 'auto'))
+  hybrid = jaxpr(lambda x: C.conv2d(x, w3, 1, 1, 'hybrid'))
+  assert 'custom_vjp_call' in hybrid and 'conv_general_dilated' in hybrid
 
 
 @pytest.mark.parametrize('impl', IMPLS)
@@ -144,7 +188,7 @@ def test_module_dtype_and_bias():
 
 
 def test_impl_selection():
-  assert C.resolve_impl('auto') == 'matmul'  # tests run on CPU
+  assert C.resolve_impl('auto') == 'auto'  # tests run on CPU: layer_path decides per layer
   assert C.resolve_impl('lax') == 'lax'
   x, w = _rand(0, 1, 8, 8, 3), _rand(1, 4, 4, 3, 4)
   old = C.get_default_impl()
