@@ -1,32 +1,38 @@
-"""Per-layer conv benchmark: our matmul path vs plain lax vs PyTorch, on CPU.
+"""Per-layer conv benchmark: each path of common/conv.py vs PyTorch, on CPU.
 
 Run from the repository root:
 
-    python -m benchmarks.conv [--batch 640] [--repeats 7] [--threads N]
+    python -m benchmarks.conv [--projects sps,vle,selfsup] [--repeats 7] [--threads N]
+                              [--skip-lax] [--scan 3]
 
-Each row is one layer of the SPS model (frames of 32x32x3; batch 32 * 20 = 640
-frames by default): the encoder convolutions and the decoder transposed
-convolutions, all kernel 4, stride 2, padding 1, with bias.  The timed work is
-one forward + backward pass with gradients w.r.t. input, kernel and bias
-(jitted `value_and_grad` of sum(y * g) in JAX, `y.backward(g)` in PyTorch),
-after warm-up; the variants are interleaved and each time is the median of
-`--repeats` runs.  The last row is a conv-only stand-in for a training step
-(encoder with ReLUs on all frames, the decoder applied `--decodes` times, MSE
-loss, gradients of all conv parameters); `benchmarks/sps_step.py` times the
-real SPS step.
+Each row is one convolution layer of a project's released recipe, at its batch: sps (frames
+of 32x32x3, batch 32 * 20 = 640 frames; encoder k4 s2 convs, decoder k4 s2 transposed
+convs), vle (32 images of 64x64; k4 s2 encoder, the ConvLSTM's 3x3 gates conv, the 1x1 token
+conv, the decoder's 3x3 conv and transposed convs), selfsup (64 x 4 = 256 images of 32x32;
+the ResNet's 3x3 convs of stride 1 and 2 and its 1x1 projections).  The timed work is one
+forward + backward pass with gradients w.r.t. input and kernel (jitted `grad` of
+sum(y * g) in JAX, `y.backward(g)` in PyTorch), after warm-up; the variants are interleaved
+and each time is the median of `--repeats` runs.
 
-Columns: `ms matmul` = common.conv with impl='matmul', `ms lax` = impl='lax'
-(`lax.conv_general_dilated` / `lax.conv_transpose`), `ms torch` = torch.nn
-functional conv2d / conv_transpose2d on channels-last tensors (oneDNN's faster
-layout on CPU) with `torch.set_num_threads` set to the same core count, `torch/matmul` = ms torch / ms matmul (1.0 = as fast as
-PyTorch, higher is better for us).  `--skip-lax` leaves out the (very slow on
-CPU) lax column.
+Columns: `matmul` = common.conv with impl='matmul' (patch extraction + matmul, hand-written
+backward; 1x1 stride-1 layers are one plain matmul), `hybrid` = impl='hybrid' (stride-1
+layers: XLA's convolution forward and input gradient, patch matmul kernel gradient; other
+layers as matmul), `lax` = `lax.conv_general_dilated` / `lax.conv_transpose` with autodiff,
+`torch` = torch.nn.functional conv2d / conv_transpose2d on channels-last tensors (oneDNN's
+faster layout on CPU) with `torch.set_num_threads` = the core count, and `torch/matmul` (1.0
+= as fast as PyTorch, higher is better for us).  lax is timed on the stride-1 rows only
+(strided and transposed lax convolutions take seconds a layer on CPU, ~40x the matmul
+path); `--skip-lax` leaves it out.  Rows marked `in scan` run
+the stride-1 layer `--scan` times inside a `lax.scan` body (as vle's token steps do), where
+the values kept for the backward pass are stacked over the steps; lax is left out there
+(XLA's convolution inside a loop body takes 50-100x longer).  `auto` says which path
+`common.conv.layer_path` picks on CPU.  The last row is the sps conv-only stand-in for a
+training step (encoder with ReLUs on all frames, the decoder applied `--decodes` times, MSE
+loss, gradients of all conv parameters); `benchmarks/*_step.py` time the real steps.
 
-Both frameworks run in one process and so under the same allocator; PyTorch is
-sensitive to it, so optionally preload jemalloc for the whole process, e.g.
-`LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python -m benchmarks.conv`.
-Other load on the machine makes all columns noisy (PyTorch's OpenMP threads
-suffer most); interleaving keeps the ratios comparable, not the absolute times.
+Both frameworks run in one process and so under the same allocator.  Other load on the
+machine makes all columns noisy (PyTorch's OpenMP threads suffer most); interleaving keeps
+the ratios comparable, not the absolute times.
 """
 
 import argparse
@@ -38,7 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.conv import conv2d, conv_transpose2d
+from jax import lax
+
+from common.conv import conv2d, conv_transpose2d, layer_path
 
 try:
   import torch
@@ -46,17 +54,32 @@ try:
 except ImportError:
   torch = None
 
-# (name, transposed, in channels, out channels, input spatial size)
+# (project, name, transposed, in channels, out channels, input size, kernel, stride, padding,
+# batch)
 LAYERS = [
-    ('enc 3->64 (32->16)', False, 3, 64, 32),
-    ('enc 64->128 (16->8)', False, 64, 128, 16),
-    ('enc 128->256 (8->4)', False, 128, 256, 8),
-    ('dec 256->128 (4->8)', True, 256, 128, 4),
-    ('dec 128->64 (8->16)', True, 128, 64, 8),
-    ('dec 64->3 (16->32)', True, 64, 3, 16),
+    ('sps', 'enc 3->64 k4 s2 (32->16)', False, 3, 64, 32, 4, 2, 1, 640),
+    ('sps', 'enc 64->128 k4 s2 (16->8)', False, 64, 128, 16, 4, 2, 1, 640),
+    ('sps', 'enc 128->256 k4 s2 (8->4)', False, 128, 256, 8, 4, 2, 1, 640),
+    ('sps', 'dec T 256->128 k4 s2 (4->8)', True, 256, 128, 4, 4, 2, 1, 640),
+    ('sps', 'dec T 128->64 k4 s2 (8->16)', True, 128, 64, 8, 4, 2, 1, 640),
+    ('sps', 'dec T 64->3 k4 s2 (16->32)', True, 64, 3, 16, 4, 2, 1, 640),
+    ('vle', 'enc 3->32 k4 s2 (64->32)', False, 3, 32, 64, 4, 2, 1, 32),
+    ('vle', 'ConvLSTM gates 64->128 3x3 @32', False, 64, 128, 32, 3, 1, 1, 32),
+    ('vle', 'enc 32->64 k4 s2 (32->16)', False, 32, 64, 32, 4, 2, 1, 32),
+    ('vle', 'token 64->4 1x1 @8', False, 64, 4, 8, 1, 1, 0, 32),
+    ('vle', 'dec 4->64 3x3 @8', False, 4, 64, 8, 3, 1, 1, 32),
+    ('vle', 'dec T 64->32 k4 s2 (16->32)', True, 64, 32, 16, 4, 2, 1, 32),
+    ('selfsup', 'stem 3->32 3x3 s2 (32->16)', False, 3, 32, 32, 3, 2, 1, 256),
+    ('selfsup', 'block 32->32 3x3 @16', False, 32, 32, 16, 3, 1, 1, 256),
+    ('selfsup', 'block 32->64 3x3 s2 (16->8)', False, 32, 64, 16, 3, 2, 1, 256),
+    ('selfsup', 'block 64->64 3x3 @8', False, 64, 64, 8, 3, 1, 1, 256),
+    ('selfsup', 'shortcut 32->64 1x1 @8', False, 32, 64, 8, 1, 1, 0, 256),
+    ('selfsup', 'block 128->128 3x3 @4', False, 128, 128, 4, 3, 1, 1, 256),
 ]
-ENC = [l for l in LAYERS if not l[1]]
-DEC = [l for l in LAYERS if l[1]]
+SPS = [l for l in LAYERS if l[0] == 'sps']
+ENC = [l for l in SPS if not l[2]]
+DEC = [l for l in SPS if l[2]]
+IMPLS = ('matmul', 'hybrid', 'lax')
 
 
 def _median_ms(fns, repeats):
@@ -73,20 +96,36 @@ def _median_ms(fns, repeats):
   return [1e3 * statistics.median(t) for t in times]
 
 
-def _layer_jax(transposed, cin, cout, size, batch, impl, rng):
-  x = jnp.asarray(rng.standard_normal((batch, size, size, cin), np.float32))
-  w = jnp.asarray(rng.standard_normal((4, 4, cin, cout), np.float32) * 0.05)
-  b = jnp.zeros((cout,), jnp.float32)
-  op = conv_transpose2d if transposed else conv2d
-  out = jax.eval_shape(lambda x, w: op(x, w, 2, 1, impl), x, w)
-  g = jnp.asarray(rng.standard_normal(out.shape, np.float32))
+def _pads(p):
+  return ((p, p), (p, p))
 
-  @jax.jit
-  def step(x, w, b, g):
-    return jax.value_and_grad(lambda x, w, b: jnp.sum((op(x, w, 2, 1, impl) + b) * g),
-                              argnums=(0, 1, 2))(x, w, b)
 
-  return lambda: jax.block_until_ready(step(x, w, b, g))
+def layer_arrays(layer, seed=0):
+  """(x (N, H, W, C), kernel (k, k, C, O), cotangent g of the output or None) for one layer,
+  numpy float32; both frameworks time the same numbers."""
+  _, _, transposed, cin, cout, size, k, s, p, batch = layer
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((batch, size, size, cin), np.float32)
+  w = rng.standard_normal((k, k, cin, cout), np.float32) * (k * k * cin) ** -0.5
+  out = (size - 1) * s + k - 2 * p if transposed else (size + 2 * p - k) // s + 1
+  return x, w, rng.standard_normal((batch, out, out, cout), np.float32)
+
+
+def layer_jax(layer, impl, arrays, scan=0):
+  """step() -> (dx, dw): the jitted gradients of sum(y * g), or with `scan` of the sum of
+  `scan` applications of tanh(conv(h)[..., :C]) (a stride-1 layer inside a lax.scan)."""
+  _, _, transposed, cin, _, _, _, s, p, _ = layer
+  x, w, g = map(jnp.asarray, arrays)
+  op = lambda x, w: (conv_transpose2d if transposed else conv2d)(x, w, s, p, impl)
+  if scan:
+    def loss(x, w, g):
+      del g
+      body = lambda h, _: (jnp.tanh(op(h, w)[..., :cin]), None)
+      return jnp.sum(lax.scan(body, x, None, length=scan)[0])
+  else:
+    loss = lambda x, w, g: jnp.sum(op(x, w) * g)
+  step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+  return lambda: jax.block_until_ready(step(x, w, g))
 
 
 def _channels_last(a, requires_grad=False):
@@ -95,25 +134,32 @@ def _channels_last(a, requires_grad=False):
   return t.requires_grad_(requires_grad)
 
 
-def _layer_torch(transposed, cin, cout, size, batch, rng):
-  x = _channels_last(rng.standard_normal((batch, cin, size, size), np.float32), True)
-  wshape = (cin, cout, 4, 4) if transposed else (cout, cin, 4, 4)
-  w = _channels_last(rng.standard_normal(wshape, np.float32) * 0.05, True)
-  b = torch.zeros(cout, requires_grad=True)
-  op = F.conv_transpose2d if transposed else F.conv2d
-  out_size = size * 2 if transposed else size // 2
-  g = _channels_last(rng.standard_normal((batch, cout, out_size, out_size), np.float32))
+def layer_torch(layer, arrays, scan=0):
+  """The same step in PyTorch on channels-last tensors; step() -> (dx, dw) in torch layouts."""
+  _, _, transposed, cin, _, _, _, s, p, _ = layer
+  x, w, g = arrays
+  x = _channels_last(x.transpose(0, 3, 1, 2), True)
+  w = _channels_last(w.transpose(2, 3, 0, 1) if transposed else w.transpose(3, 2, 0, 1), True)
+  g = _channels_last(g.transpose(0, 3, 1, 2))
+  op = lambda x: (F.conv_transpose2d if transposed else F.conv2d)(x, w, stride=s, padding=p)
 
   def step():
-    x.grad = w.grad = b.grad = None
-    op(x, w, b, stride=2, padding=1).backward(g)
+    x.grad = w.grad = None
+    if scan:
+      h = x
+      for _ in range(scan):
+        h = torch.tanh(op(h)[:, :cin])
+      h.sum().backward()
+    else:
+      op(x).backward(g)
+    return x.grad, w.grad
 
   return step
 
 
 def _init(rng, layers):
   return [(rng.standard_normal((4, 4, cin, cout), np.float32) * (16 * cin) ** -0.5,
-           np.zeros(cout, np.float32)) for _, _, cin, cout, _ in layers]
+           np.zeros(cout, np.float32)) for _, _, _, cin, cout, *_ in layers]
 
 
 def _model_jax(batch, decodes, impl, rng):
@@ -164,37 +210,56 @@ def _model_torch(batch, decodes, rng):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--batch', type=int, default=640)
+  parser.add_argument('--projects', default='sps,vle,selfsup')
   parser.add_argument('--repeats', type=int, default=7)
-  parser.add_argument('--decodes', type=int, default=2, help='decoder calls in the model step')
+  parser.add_argument('--decodes', type=int, default=2, help='decoder calls in the sps step')
+  parser.add_argument('--scan', type=int, default=3, help='steps of the in-scan rows (0: none)')
   parser.add_argument('--threads', type=int, default=os.cpu_count())
   parser.add_argument('--skip-lax', action='store_true')
   args = parser.parse_args()
   if torch is not None:
     torch.set_num_threads(args.threads)
   rng = np.random.default_rng(0)
-  impls = ['matmul'] + ([] if args.skip_lax else ['lax'])
+  projects = args.projects.split(',')
+  cols = [i for i in IMPLS if not (args.skip_lax and i == 'lax')] + (
+      ['torch'] if torch is not None else [])
 
-  rows = []
-  for name, transposed, cin, cout, size in LAYERS:
-    fns = [_layer_jax(transposed, cin, cout, size, args.batch, impl, rng) for impl in impls]
+  def row(label, layer, scan=0):
+    _, _, transposed, _, _, _, k, s, p, _ = layer
+    auto = layer_path('auto', transposed, (k, k), (s, s), _pads(p))
+    stride1 = s == 1 and not transposed and k > 1
+    ok = {'matmul': True, 'hybrid': stride1, 'lax': stride1 and not scan}
+    impls = [i for i in cols if i != 'torch' and ok[i]]
+    arrays = layer_arrays(layer)
+    fns = [layer_jax(layer, i, arrays, scan) for i in impls]
     if torch is not None:
-      fns.append(_layer_torch(transposed, cin, cout, size, args.batch, rng))
-    rows.append((name, _median_ms(fns, args.repeats)))
-  fns = [_model_jax(args.batch, args.decodes, impl, rng) for impl in impls]
-  if torch is not None:
-    fns.append(_model_torch(args.batch, args.decodes, rng))
-  rows.append((f'enc+dec step ({args.decodes} decodes)', _median_ms(fns, max(3, args.repeats // 2))))
+      fns.append(layer_torch(layer, arrays, scan))
+    ms = dict(zip(impls + (['torch'] if torch is not None else []),
+                  _median_ms(fns, args.repeats)))
+    print(f'| {label} | {auto} | ' + ' | '.join(f'{ms[c]:.1f}' if c in ms else '-' for c in cols)
+          + (f" | {ms['torch'] / ms['matmul']:.2f} |" if 'torch' in ms else ' | - |'), flush=True)
 
-  print(f'batch {args.batch}, {args.threads} threads, jax {jax.__version__}'
-        + (f', torch {torch.__version__}' if torch is not None else ''))
-  print('| layer | ms matmul | ms lax | ms torch | torch/matmul |')
-  print('|---|---:|---:|---:|---:|')
-  for name, ms in rows:
-    ms = dict(zip(impls + (['torch'] if torch is not None else []), ms))
-    cell = lambda k: f'{ms[k]:.1f}' if k in ms else '-'
-    ratio = f"{ms['torch'] / ms['matmul']:.2f}" if 'torch' in ms else '-'
-    print(f"| {name} | {cell('matmul')} | {cell('lax')} | {cell('torch')} | {ratio} |")
+  print(f'{args.threads} threads, jax {jax.__version__}'
+        + (f', torch {torch.__version__}' if torch is not None else '') + '; ms per fwd+bwd')
+  print('| layer (batch) | auto | ' + ' | '.join(f'ms {c}' for c in cols) + ' | torch/matmul |')
+  print('|---|---|' + '---:|' * (len(cols) + 1))
+  for layer in LAYERS:
+    if layer[0] not in projects:
+      continue
+    label = f'{layer[0]} {layer[1]} ({layer[9]})'
+    row(label, layer)
+    if args.scan and layer[7] == 1 and not layer[2] and layer[6] > 1 and layer[0] == 'vle':
+      row(f'{label}, in scan x{args.scan}', layer, args.scan)
+  if 'sps' in projects:
+    impls = ['matmul']
+    fns = [_model_jax(640, args.decodes, 'matmul', rng)]
+    if torch is not None:
+      fns.append(_model_torch(640, args.decodes, rng))
+    ms = dict(zip(impls + (['torch'] if torch is not None else []),
+                  _median_ms(fns, max(3, args.repeats // 2))))
+    print(f'| sps enc+dec step ({args.decodes} decodes, 640) | - | '
+          + ' | '.join(f'{ms[c]:.1f}' if c in ms else '-' for c in cols)
+          + (f" | {ms['torch'] / ms['matmul']:.2f} |" if 'torch' in ms else ' | - |'))
 
 
 if __name__ == '__main__':

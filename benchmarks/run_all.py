@@ -56,6 +56,8 @@ def tiny_argv(project):
 
 def _jax_runner(step_fn, state, batch_fn, key):
   import jax  # pylint: disable=g-import-not-at-top
+  from common import loop  # pylint: disable=g-import-not-at-top
+  loop.compile_step(step_fn, state, batch_fn(0), key)   # as common/loop.py trains
   i = 0
 
   def run(n):
@@ -78,16 +80,16 @@ def _torch_runner(step):
   return run
 
 
-def build(project, side, device, sizes):
-  """run(n) for `side` ('jax' or 'torch') of `project` at `sizes` (make_config's keywords)."""
+def _sides(project, device, sizes):
+  """(jax_side, torch_side) builders of `project` at `sizes` (make_config's keywords):
+  jax_side() -> (step_fn, state, batch_fn, loop_key), torch_side() -> step(i)."""
   import importlib  # pylint: disable=g-import-not-at-top
   mod = importlib.import_module(f'benchmarks.{project}_step')
   config = mod.make_config(**sizes)
   if project == 'sps':
     data = mod.synthetic_frames(config)
-    jax_side = lambda: mod.build_jax(config, data)
-    torch_side = lambda: mod.build_torch(config, data)[0]
-  elif project == 'selfsup':
+    return lambda: mod.build_jax(config, data), lambda: mod.build_torch(config, data)[0]
+  if project == 'selfsup':
     images, labels = mod.synthetic_images(config)
     built = {}
 
@@ -98,12 +100,23 @@ def build(project, side, device, sizes):
     def torch_side():
       jax_side()   # the twin trains on the batch the JAX task draws
       return mod.build_torch(config, built['batch'], device=device)[0]
-  else:
-    data = mod.synthetic_data(config)
-    if project == 'unsup_video':
-      data = data[0]
-    jax_side = lambda: mod.build_jax(config, data)
-    torch_side = lambda: mod.build_torch(config, data, device=device)[0]
+    return jax_side, torch_side
+  data = mod.synthetic_data(config)
+  if project == 'unsup_video':
+    data = data[0]
+  return (lambda: mod.build_jax(config, data),
+          lambda: mod.build_torch(config, data, device=device)[0])
+
+
+def jax_parts(project, sizes=None):
+  """(step_fn, state, batch_fn(step), loop_key) of the JAX side at `sizes` (default: the
+  benchmark's own)."""
+  return tuple(_sides(project, 'cpu', sizes or {})[0]())[:4]
+
+
+def build(project, side, device, sizes):
+  """run(n) for `side` ('jax' or 'torch') of `project` at `sizes` (make_config's keywords)."""
+  jax_side, torch_side = _sides(project, device, sizes)
   if side == 'jax':
     return _jax_runner(*jax_side())
   return _torch_runner(torch_side())

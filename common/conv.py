@@ -10,10 +10,14 @@ transposed convolution of the cotangent and vice versa, and the kernel gradient
 is one matmul of the patches with the cotangent.  On GPU/TPU the 'lax'
 implementation (`lax.conv_general_dilated`, i.e. cuDNN / TPU conv units) is used.
 
-`impl` is one of 'auto' (by backend: 'matmul' on CPU, 'lax' elsewhere),
-'matmul', 'lax', or None (the module default, see `set_default_impl`).  The
-matmul path supports jit, vmap, grad and sharded batches but not forward-mode
-autodiff (jvp), like any custom_vjp; use 'lax' for that.
+`impl` is one of 'auto' (off CPU 'lax'; on CPU a path per layer, see `layer_path`),
+'matmul', 'lax', 'hybrid' (stride-1 layers: XLA's convolution forward and for the
+input gradient, the patch matmul for the kernel gradient), or None (the module
+default, see `set_default_impl`).  On CPU a 1x1 stride-1 unpadded convolution is
+one plain matmul under 'auto', 'matmul' and 'hybrid'.  By default the matmul path
+keeps only its input for the backward pass and extracts the patches again there
+(`keep_patches`).  The custom paths support jit, vmap, grad and sharded batches but
+not forward-mode autodiff (jvp), like any custom_vjp; use 'lax' for that.
 
 Transposed convolution semantics follow PyTorch's `ConvTranspose2d` (without
 output_padding): `conv_transpose2d(y, k, s, p)` is the exact adjoint of
@@ -257,6 +261,7 @@ def _conv_lax_dw_mm_fwd(x, w, strides, pads):
 def _conv_lax_dw_mm_bwd(strides, pads, res, g):
   x, w = res
   dx = jax.vjp(lambda x: _lax_conv(x, w, strides, pads), x)[1](g)[0]
+  x = lax.optimization_barrier(x)  # else XLA fuses x's producers (norm, relu) into the patches
   return dx, _kernel_grad(_im2col(x, w.shape[:2], strides, pads), g, w.shape)
 
 
@@ -291,9 +296,9 @@ def layer_path(impl: Optional[str], transpose: bool, ksize, strides, pads) -> st
   matmuls: measured by `python -m benchmarks.conv` (every layer shape of the projects, forward
   + backward, alone and inside a scan) and by the projects' train steps, XLA's own stride-1
   convolution is faster alone (forward and input gradient; its kernel gradient is slow), but
-  ~100x slower inside a `lax.scan` body, and 'hybrid' (XLA forward and input gradient, patch
-  matmul kernel gradient) is faster per layer but slower in the selfsup and vle steps, where
-  the patch extraction fuses the preceding norm and activation.  'hybrid' sends stride-1
+  50-100x slower inside a `lax.scan` body, and 'hybrid' (XLA forward and input gradient, patch
+  matmul kernel gradient) is faster per layer alone but slower inside a scan (vle) and no
+  faster in the selfsup step, where the patch extraction fuses the preceding norm and ReLU.  'hybrid' sends stride-1
   layers (k > 1) to that path and the rest to 'matmul'.
   """
   impl = resolve_impl(impl)

@@ -3,6 +3,7 @@
 A project hands over a `Task` of pure functions; `train` creates or resumes the run in a
 workdir, checkpoints it, logs it, evaluates it and stops cleanly on a signal or a NaN.
 """
+import ctypes
 import dataclasses
 import math
 import os
@@ -139,6 +140,23 @@ def compile_task(task, mesh):
   return init, step, lambda batch: jax.device_put(batch, batch_sh)
 
 
+def release_freed_memory():
+  """Hands the memory that malloc holds free back to the OS (glibc's malloc_trim; a no-op
+  where there is none)."""
+  try:
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
+
+
+def compile_step(step_fn, state, batch, key):
+  """Compiles the jitted step for these arguments (its later calls reuse the executable) and
+  then releases what the compiler freed, before the step's own temporaries are allocated:
+  glibc's malloc would keep it (sps: ~420 MiB) under the step's peak memory."""
+  step_fn.lower(state, batch, key).compile()
+  release_freed_memory()
+
+
 def prepare_workdir(config, workdir):
   """Writes config.json, or checks that a resumed run keeps the saved config."""
   os.makedirs(workdir, exist_ok=True)
@@ -241,6 +259,8 @@ def train(config, workdir, task: Task, mesh=None):
              file=sys.stderr)
   profiler = _Profiler(config, workdir)
   step = start
+  if start < config.num_steps:
+    compile_step(step_fn, state, put(task.train_batch(start)), loop_key)
   try:
     with _Signals() as sig:
       while step < config.num_steps:
