@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python -m benchmarks.memory [--project sps] [--steps 2] [--top 10]
+    python -m benchmarks.memory [--project sps] [--steps 2] [--top 10] [--tiny]
 
 At the step benchmark's default sizes (the released recipe's, as `benchmarks.run_all`
 uses), it prints the resident set of the process (and its peak so far) after the imports,
@@ -60,6 +60,8 @@ def main(argv=None):
   p.add_argument('--project', default='sps',
                  choices=('sps', 'vrnn', 'unsup_video', 'vle', 'selfsup'))
   p.add_argument('--steps', type=int, default=2)
+  p.add_argument('--tiny', action='store_true',
+                 help="run_all's tiny sizes (checks the plumbing; the numbers mean nothing)")
   p.add_argument('--top', type=int, default=10)
   p.add_argument('--keep_freed', action='store_true',
                  help='do not release the memory the compiler freed (common/loop.py does)')
@@ -73,7 +75,8 @@ def main(argv=None):
   from common import loop  # pylint: disable=g-import-not-at-top
   base = resident()
   rows = [('after the imports', resident(), peak())]
-  step_fn, state, batch_fn, key = run_all.jax_parts(args.project)
+  step_fn, state, batch_fn, key = run_all.jax_parts(
+      args.project, run_all.TINY[args.project] if args.tiny else None)
   rows.append(('after building the task and its state', resident(), peak()))
   compiled = step_fn.lower(state, batch_fn(0), key).compile()
   if args.keep_freed:

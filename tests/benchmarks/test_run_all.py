@@ -42,3 +42,22 @@ def test_tiny_run_writes_the_table(tmp_path, capsys):
   assert md.splitlines()[0] in capsys.readouterr().out
   assert '| vrnn |' in md and '--tiny' in md
   assert json.loads((tmp_path / 'cpu.json').read_text())['rows'][0]['ratio'] == row['ratio']
+
+
+def test_memory_report_at_tiny_sizes():
+  """benchmarks.memory in a fresh process (it sets XLA's dump flag before importing jax)."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  out = subprocess.run([sys.executable, '-m', 'benchmarks.memory', '--project=sps', '--tiny',
+                        '--steps=1', '--top=3'], cwd=root, capture_output=True, text=True,
+                       timeout=300, check=True).stdout
+  rows = [l for l in out.splitlines() if l.startswith('| after')]
+  assert [r.split(' | ')[0] for r in rows] == [
+      '| after the imports', '| after building the task and its state',
+      '| after compiling the train step and releasing freed memory', '| after 1 steps']
+  temps = out.split('largest temporaries:')[1].strip().splitlines()
+  assert len(temps) == 3 and all('MiB' in t and 'f32[' in t for t in temps)
+  plan = [l for l in out.splitlines() if l.startswith('XLA plan:')][0]
+  assert 'temporaries' in plan

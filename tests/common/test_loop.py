@@ -178,3 +178,43 @@ def test_config_checks_name_the_field():
     cfg.check_choice(c, 'kind', ('a', 'b'))
   with pytest.raises(cfg.ConfigError, match='divisible by 4'):
     cfg.check_divisible(c, 'batch', 4, 'devices')
+
+
+def test_compile_step_compiles_once_for_the_calls_that_follow(monkeypatch):
+  compiles, released = [], []
+  real_compile = jax.stages.Lowered.compile
+  monkeypatch.setattr(jax.stages.Lowered, 'compile',
+                      lambda self, *a, **k: compiles.append(1) or real_compile(self, *a, **k))
+  monkeypatch.setattr(loop, 'release_freed_memory', lambda: released.append(1))
+  fn = jax.jit(lambda s, b, k: (s + b.sum(), {'loss': b.mean()}), donate_argnums=0)
+  x = jnp.arange(6.0)
+  loop.compile_step(fn, jnp.zeros(()), x, jax.random.key(0))
+  assert compiles == [1] and released == [1]
+  key, x1 = jax.random.key(0), x + 1
+  step_compiles = lambda logs: [r for r in logs if r.startswith('Compiling jit(<lambda>)')]
+  with jax.log_compiles(True), _count_logs('jax._src.interpreters.pxla') as logs:
+    s, m = fn(jnp.zeros(()), x, key)
+    s, m = fn(s, x1, key)
+  assert float(s) == 36.0 and float(m['loss']) == 3.5
+  assert not step_compiles(logs)
+  fresh = jax.jit(lambda s, b, k: (s + b.sum(), {'loss': b.mean()}), donate_argnums=0)
+  with jax.log_compiles(True), _count_logs('jax._src.interpreters.pxla') as logs:
+    fresh(jnp.zeros(()), x, key)   # without compile_step the first call compiles
+  assert len(step_compiles(logs)) == 1
+
+
+class _count_logs:
+  """Collects the messages logged under `name` (jax logs each compilation there)."""
+
+  def __init__(self, name):
+    import logging  # pylint: disable=g-import-not-at-top
+    self.logger, self.messages = logging.getLogger(name), []
+    self.handler = logging.Handler()
+    self.handler.emit = lambda record: self.messages.append(record.getMessage())
+
+  def __enter__(self):
+    self.logger.addHandler(self.handler)
+    return self.messages
+
+  def __exit__(self, *exc):
+    self.logger.removeHandler(self.handler)
