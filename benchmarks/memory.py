@@ -7,7 +7,8 @@ Run from the repository root:
 At the step benchmark's default sizes (the released recipe's, as `benchmarks.run_all`
 uses), it prints the resident set of the process (and its peak so far) after the imports,
 after building the task and its initial state (data, parameters, optimizer state, the
-compiled init), after compiling the train step (what the XLA compiler holds), and after
+compiled init), after compiling the train step (what the XLA compiler holds; the persistent compilation
+cache is off, so the step is always compiled), and after
 `--steps` steps (with the compiler's freed memory released first, as common/loop.py does,
 unless `--keep_freed`); then XLA's plan for the step (`compiled.memory_analysis()`: arguments,
 outputs, and the one preallocated buffer that holds every temporary), and the `--top`
@@ -70,6 +71,8 @@ def main(argv=None):
   os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + f' --xla_dump_to={dump}'
                              ' --xla_dump_hlo_module_re=.*train_step.*')
   import jax  # pylint: disable=g-import-not-at-top
+  # A persistent-cache hit would skip the compile this measures (and write no dump).
+  jax.config.update('jax_enable_compilation_cache', False)
   import torch  # pylint: disable=g-import-not-at-top,unused-import  (as run_all imports it)
   from benchmarks import run_all  # pylint: disable=g-import-not-at-top
   from common import loop  # pylint: disable=g-import-not-at-top

@@ -44,15 +44,24 @@ def test_tiny_run_writes_the_table(tmp_path, capsys):
   assert json.loads((tmp_path / 'cpu.json').read_text())['rows'][0]['ratio'] == row['ratio']
 
 
-def test_memory_report_at_tiny_sizes():
-  """benchmarks.memory in a fresh process (it sets XLA's dump flag before importing jax)."""
+def test_memory_report_at_tiny_sizes(tmp_path):
+  """benchmarks.memory in a fresh process (it sets XLA's dump flag before importing jax).
+
+  With a persistent compilation cache in the environment (as the test session sets one), a
+  cache hit would skip the compile it measures: it must switch the cache off, so nothing is
+  written to it.
+  """
   import os  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  cache = tmp_path / 'cache'
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
   out = subprocess.run([sys.executable, '-m', 'benchmarks.memory', '--project=sps', '--tiny',
                         '--steps=1', '--top=3'], cwd=root, capture_output=True, text=True,
-                       timeout=300, check=True).stdout
+                       timeout=300, check=True, env=env).stdout
+  assert not cache.exists() or not any(cache.iterdir())
   rows = [l for l in out.splitlines() if l.startswith('| after')]
   assert [r.split(' | ')[0] for r in rows] == [
       '| after the imports', '| after building the task and its state',
