@@ -81,6 +81,14 @@ def resolve_impl(impl: Optional[str] = None) -> str:
   return impl
 
 
+def loop_body_impl(impl: Optional[str] = None) -> str:
+  """The impl for convolutions traced inside a loop body (`lax.scan`, `fori_loop`): on CPU
+  'auto' becomes 'matmul', since XLA's CPU convolution runs 50-100x slower in a loop body than
+  outside it (`python -m benchmarks.conv`, the `in scan` rows); any other impl is kept."""
+  impl = resolve_impl(impl)
+  return 'matmul' if impl == 'auto' else impl
+
+
 def _pair(v) -> Tuple[int, int]:
   return (v, v) if isinstance(v, int) else tuple(v)
 
@@ -291,15 +299,18 @@ def _check_size(kind, xshape, kshape, strides, pads, out_hw):
 def layer_path(impl: Optional[str], transpose: bool, ksize, strides, pads) -> str:
   """The path one layer takes: 'matmul', 'lax', 'hybrid' or 'dot' (see PATHS).
 
-  Off CPU 'auto' is 'lax' (cuDNN / TPU convolutions).  On CPU 'auto' and 'matmul' send a 1x1
-  stride-1 unpadded convolution to a plain matmul ('dot') and every other layer to the patch
-  matmuls: measured by `python -m benchmarks.conv` (every layer shape of the projects, forward
-  + backward, alone and inside a scan) and by the projects' train steps, XLA's own stride-1
-  convolution is faster alone (forward and input gradient; its kernel gradient is slow), but
-  50-100x slower inside a `lax.scan` body, and 'hybrid' (XLA forward and input gradient, patch
-  matmul kernel gradient) is faster per layer alone but slower inside a scan (vle) and no
-  faster in the selfsup step, where the patch extraction fuses the preceding norm and ReLU.  'hybrid' sends stride-1
-  layers (k > 1) to that path and the rest to 'matmul'.
+  Off CPU 'auto' is 'lax' (cuDNN / TPU convolutions).  On CPU, measured by
+  `python -m benchmarks.conv` (every layer shape of the projects, forward + backward) and by the
+  projects' train steps, 'auto' sends
+    - a 1x1 stride-1 unpadded convolution to one plain matmul ('dot');
+    - any other stride-1 convolution to XLA's own ('lax', plain autodiff): forward, input and
+      kernel gradient 1.5-3x faster than the patch matmuls at every such layer of the projects;
+    - strided and transposed convolutions to the patch matmuls ('matmul'): XLA's take seconds.
+  XLA's CPU convolution inside a loop body (`lax.scan`, `fori_loop`) runs 50-100x slower than
+  outside, so code that convolves in a loop either unrolls it (vle's token steps do) or passes
+  impl='matmul', which sends every layer but the 1x1 ones to the patch matmuls.  'hybrid' sends
+  stride-1 layers (k > 1) to XLA's forward and input gradient with the patch-matmul kernel
+  gradient, the rest to 'matmul'.
   """
   impl = resolve_impl(impl)
   if impl == 'lax':
@@ -309,6 +320,8 @@ def layer_path(impl: Optional[str], transpose: bool, ksize, strides, pads) -> st
     return 'dot'
   if stride1 and impl == 'hybrid':
     return 'hybrid'
+  if stride1 and impl == 'auto':
+    return 'lax'
   return 'matmul'
 
 

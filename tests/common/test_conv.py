@@ -104,18 +104,39 @@ def test_layer_path_rule():
   for impl in ('auto', 'matmul'):  # tests run on CPU
     assert path(impl, False, (1, 1), (1, 1), pads0) == 'dot'
     assert path(impl, False, (1, 1), (2, 2), pads0) == 'matmul'
-    assert path(impl, False, (3, 3), (1, 1), pads1) == 'matmul'
     assert path(impl, False, (4, 4), (2, 2), pads1) == 'matmul'
     assert path(impl, True, (3, 3), (1, 1), pads1) == 'matmul'
+  assert path('auto', False, (3, 3), (1, 1), pads1) == 'lax'  # XLA's stride-1 conv is faster
+  assert path('matmul', False, (3, 3), (1, 1), pads1) == 'matmul'
   assert path('hybrid', False, (3, 3), (1, 1), pads1) == 'hybrid'
   assert path('hybrid', False, (4, 4), (2, 2), pads1) == 'matmul'
   assert path('hybrid', True, (3, 3), (1, 1), pads1) == 'matmul'
-  x, w1, w3 = _rand(0, 1, 8, 8, 3), _rand(1, 1, 1, 3, 4), _rand(2, 3, 3, 3, 4)
+  x, w1, w3, w4 = (_rand(0, 1, 8, 8, 3), _rand(1, 1, 1, 3, 4), _rand(2, 3, 3, 3, 4),
+                   _rand(3, 4, 4, 3, 4))
   jaxpr = lambda f: str(jax.make_jaxpr(f)(x))
   assert 'custom_vjp_call' not in jaxpr(lambda x: C.conv2d(x, w1, 1, 0, 'auto'))
-  assert 'conv_general_dilated' not in jaxpr(lambda x: C.conv2d(x, w3, 1, 1, 'auto'))
+  assert 'conv_general_dilated' not in jaxpr(lambda x: C.conv2d(x, w1, 1, 0, 'auto'))
+  auto3 = jaxpr(lambda x: C.conv2d(x, w3, 1, 1, 'auto'))
+  assert 'conv_general_dilated' in auto3 and 'custom_vjp_call' not in auto3
+  auto4 = jaxpr(lambda x: C.conv2d(x, w4, 2, 1, 'auto'))
+  assert 'conv_general_dilated' not in auto4 and 'custom_vjp_call' in auto4
+  assert 'conv_general_dilated' not in jaxpr(lambda x: C.conv2d(x, w3, 1, 1, 'matmul'))
   hybrid = jaxpr(lambda x: C.conv2d(x, w3, 1, 1, 'hybrid'))
   assert 'custom_vjp_call' in hybrid and 'conv_general_dilated' in hybrid
+
+
+def test_loop_body_impl_keeps_xla_convolutions_out_of_loops():
+  assert C.loop_body_impl('auto') == 'matmul'  # tests run on CPU
+  for impl in ('matmul', 'lax', 'hybrid'):
+    assert C.loop_body_impl(impl) == impl
+  old = C.get_default_impl()
+  try:
+    C.set_default_impl('auto')
+    assert C.loop_body_impl(None) == 'matmul'
+    C.set_default_impl('lax')
+    assert C.loop_body_impl(None) == 'lax'
+  finally:
+    C.set_default_impl(old)
 
 
 @pytest.mark.parametrize('impl', IMPLS)

@@ -228,3 +228,14 @@ def test_vae_loss_by_hand():
   kl = float(models.kl_divergence(mu, logvar).mean()) / (SIZE * SIZE * 3)
   assert float(terms['baseline_mse']) == pytest.approx(mse, rel=1e-5)
   assert float(loss) == pytest.approx(mse + c.baseline.kl_weight * kl, rel=1e-5)
+
+
+def test_models_convolve_with_patch_matmuls_in_their_token_scan_on_cpu():
+  """Both models run in models.run_tokens' lax.scan, where XLA's CPU convolution is 50-100x
+  slower: under conv_impl='auto' they are built with 'matmul' on CPU (common.conv.loop_body_impl)."""
+  c = configs.get_config('smoke')
+  assert c.conv_impl == 'auto'
+  assert train.make_vle(c).conv_impl == 'matmul'
+  assert train.make_vae(c, 1.0).conv_impl == 'matmul'
+  c.conv_impl = 'lax'
+  assert train.make_vle(c).conv_impl == 'lax'
