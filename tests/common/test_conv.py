@@ -82,6 +82,31 @@ def test_conv_keeping_patches_or_input_gives_the_same_gradients(k, s, p):
                            lambda x, w, b: _ref_conv(x, w, b, s, p), x, w, b)
 
 
+def test_backward_extracts_patches_again_instead_of_keeping_the_forward_ones():
+  """keep_patches=False: the backward pass's extraction is neither merged with the forward
+  pass's nor scheduled before its cotangent arrives (XLA would do either, keeping the patches
+  alive across the layers in between), so an encoder-decoder like sps's plans fewer bytes of
+  temporaries for its gradient than with the patches kept (measured 4.75 against 7.4 MiB; the
+  same 7.4 without the dependency on the cotangent)."""
+  x = _rand(0, 32, 32, 32, 3)
+  ch = (3, 16, 32, 64)
+  enc = [_rand(1 + i, 4, 4, ch[i], ch[i + 1]) * 0.1 for i in range(3)]
+  dec = [_rand(4 + i, 4, 4, ch[3 - i], ch[2 - i]) * 0.1 for i in range(3)]
+
+  def temporaries(keep):
+    def loss(enc, dec):
+      h = x
+      for w in enc:
+        h = jax.nn.relu(C.conv2d(h, w, 2, 1, 'matmul', keep))
+      for w in dec:
+        h = jax.nn.relu(C.conv_transpose2d(h, w, 2, 1, 'matmul'))
+      return jnp.square(h - x).sum()
+    compiled = jax.jit(jax.grad(loss, (0, 1))).lower(enc, dec).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+  assert temporaries(False) < 0.8 * temporaries(True)
+
+
 @pytest.mark.parametrize('impl', ['matmul', 'hybrid'])
 def test_conv_inside_scan_matches_lax(impl):
   """A scan body saves its residuals per step: the gradients through 3 steps of a conv."""
