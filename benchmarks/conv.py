@@ -19,14 +19,15 @@ backward; 1x1 stride-1 layers are one plain matmul), `hybrid` = impl='hybrid' (s
 layers: XLA's convolution forward and input gradient, patch matmul kernel gradient; other
 layers as matmul), `lax` = `lax.conv_general_dilated` / `lax.conv_transpose` with autodiff,
 `torch` = torch.nn.functional conv2d / conv_transpose2d on channels-last tensors (oneDNN's
-faster layout on CPU) with `torch.set_num_threads` = the core count, and `torch/matmul` (1.0
-= as fast as PyTorch, higher is better for us).  lax is timed on the stride-1 rows only
+faster layout on CPU) with `torch.set_num_threads` = the core count, and `torch/auto` (torch's
+time over the time of the path `auto` picks: 1.0 = as fast as PyTorch, higher is better for us).  lax is timed on the stride-1 rows only
 (strided and transposed lax convolutions take seconds a layer on CPU, ~40x the matmul
 path); `--skip-lax` leaves it out.  Rows marked `in scan` run
 the stride-1 layer `--scan` times inside a `lax.scan` body (as vle's token steps do), where
 the values kept for the backward pass are stacked over the steps; lax is left out there
 (XLA's convolution inside a loop body takes 50-100x longer).  `auto` says which path
-`common.conv.layer_path` picks on CPU.  The last row is the sps conv-only stand-in for a
+`common.conv.layer_path` picks on CPU (in a scan: for `common.conv.loop_body_impl('auto')`, as vle
+builds its models).  The last row is the sps conv-only stand-in for a
 training step (encoder with ReLUs on all frames, the decoder applied `--decodes` times, MSE
 loss, gradients of all conv parameters); `benchmarks/*_step.py` time the real steps.
 
@@ -46,7 +47,7 @@ import numpy as np
 
 from jax import lax
 
-from common.conv import conv2d, conv_transpose2d, layer_path
+from common.conv import conv2d, conv_transpose2d, layer_path, loop_body_impl
 
 try:
   import torch
@@ -56,6 +57,9 @@ except ImportError:
 
 # (project, name, transposed, in channels, out channels, input size, kernel, stride, padding,
 # batch)
+# The column that times each path `auto` can pick ('dot': 1x1 layers are one matmul there).
+_COLUMN = {'matmul': 'matmul', 'dot': 'matmul', 'lax': 'lax', 'hybrid': 'hybrid'}
+
 LAYERS = [
     ('sps', 'enc 3->64 k4 s2 (32->16)', False, 3, 64, 32, 4, 2, 1, 640),
     ('sps', 'enc 64->128 k4 s2 (16->8)', False, 64, 128, 16, 4, 2, 1, 640),
@@ -226,7 +230,8 @@ def main():
 
   def row(label, layer, scan=0):
     _, _, transposed, _, _, _, k, s, p, _ = layer
-    auto = layer_path('auto', transposed, (k, k), (s, s), _pads(p))
+    auto = layer_path(loop_body_impl('auto') if scan else 'auto', transposed, (k, k), (s, s),
+                      _pads(p))
     stride1 = s == 1 and not transposed and k > 1
     ok = {'matmul': True, 'hybrid': stride1, 'lax': stride1 and not scan}
     impls = [i for i in cols if i != 'torch' and ok[i]]
@@ -237,11 +242,12 @@ def main():
     ms = dict(zip(impls + (['torch'] if torch is not None else []),
                   _median_ms(fns, args.repeats)))
     print(f'| {label} | {auto} | ' + ' | '.join(f'{ms[c]:.1f}' if c in ms else '-' for c in cols)
-          + (f" | {ms['torch'] / ms['matmul']:.2f} |" if 'torch' in ms else ' | - |'), flush=True)
+          + (f" | {ms['torch'] / ms[_COLUMN[auto]]:.2f} |"
+             if 'torch' in ms and _COLUMN[auto] in ms else ' | - |'), flush=True)
 
   print(f'{args.threads} threads, jax {jax.__version__}'
         + (f', torch {torch.__version__}' if torch is not None else '') + '; ms per fwd+bwd')
-  print('| layer (batch) | auto | ' + ' | '.join(f'ms {c}' for c in cols) + ' | torch/matmul |')
+  print('| layer (batch) | auto | ' + ' | '.join(f'ms {c}' for c in cols) + ' | torch/auto |')
   print('|---|---|' + '---:|' * (len(cols) + 1))
   for layer in LAYERS:
     if layer[0] not in projects:
