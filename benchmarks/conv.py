@@ -20,14 +20,14 @@ layers: XLA's convolution forward and input gradient, patch matmul kernel gradie
 layers as matmul), `lax` = `lax.conv_general_dilated` / `lax.conv_transpose` with autodiff,
 `torch` = torch.nn.functional conv2d / conv_transpose2d on channels-last tensors (oneDNN's
 faster layout on CPU) with `torch.set_num_threads` = the core count, and `torch/auto` (torch's
-time over the time of the path `auto` picks: 1.0 = as fast as PyTorch, higher is better for us).  lax is timed on the stride-1 rows only
-(strided and transposed lax convolutions take seconds a layer on CPU, ~40x the matmul
-path); `--skip-lax` leaves it out.  Rows marked `in scan` run
+time over that of the path `auto` picks: 1.0 = as fast as PyTorch, higher is better for us).
+lax is timed on the stride-1 rows only (strided and transposed lax convolutions take seconds
+a layer on CPU, ~40x the matmul path); `--skip-lax` leaves it out.  Rows marked `in scan` run
 the stride-1 layer `--scan` times inside a `lax.scan` body (as vle's token steps do), where
 the values kept for the backward pass are stacked over the steps; lax is left out there
 (XLA's convolution inside a loop body takes 50-100x longer).  `auto` says which path
-`common.conv.layer_path` picks on CPU (in a scan: for `common.conv.loop_body_impl('auto')`, as vle
-builds its models).  The last row is the sps conv-only stand-in for a
+`common.conv.layer_path` picks on CPU (in a scan: for `common.conv.loop_body_impl('auto')`, as
+vle builds its models).  The last row is the sps conv-only stand-in for a
 training step (encoder with ReLUs on all frames, the decoder applied `--decodes` times, MSE
 loss, gradients of all conv parameters); `benchmarks/*_step.py` time the real steps.
 
@@ -55,11 +55,11 @@ try:
 except ImportError:
   torch = None
 
-# (project, name, transposed, in channels, out channels, input size, kernel, stride, padding,
-# batch)
 # The column that times each path `auto` can pick ('dot': 1x1 layers are one matmul there).
 _COLUMN = {'matmul': 'matmul', 'dot': 'matmul', 'lax': 'lax', 'hybrid': 'hybrid'}
 
+# (project, name, transposed, in channels, out channels, input size, kernel, stride, padding,
+# batch)
 LAYERS = [
     ('sps', 'enc 3->64 k4 s2 (32->16)', False, 3, 64, 32, 4, 2, 1, 640),
     ('sps', 'enc 64->128 k4 s2 (16->8)', False, 64, 128, 16, 4, 2, 1, 640),

@@ -316,8 +316,9 @@ def layer_path(impl: Optional[str], transpose: bool, ksize, strides, pads) -> st
       kernel gradient 1.5-3x faster than the patch matmuls at every such layer of the projects;
     - strided and transposed convolutions to the patch matmuls ('matmul'): XLA's take seconds.
   XLA's CPU convolution inside a loop body (`lax.scan`, `fori_loop`) runs 50-100x slower than
-  outside, so code that convolves in a loop either unrolls it (vle's token steps do) or passes
-  impl='matmul', which sends every layer but the 1x1 ones to the patch matmuls.  'hybrid' sends
+  outside, so code that convolves in a loop builds those layers with `loop_body_impl(impl)`
+  (vle's models do), which maps 'auto' to 'matmul': every layer but the 1x1 ones to the patch
+  matmuls.  'hybrid' sends
   stride-1 layers (k > 1) to XLA's forward and input gradient with the patch-matmul kernel
   gradient, the rest to 'matmul'.
   """

@@ -80,8 +80,9 @@ def validate(config, num_devices=None):
 # ---------------------------------------------------------------------------
 # Models and optimizer.
 
+# Both models run their token steps in a lax.scan (models.run_tokens), hence loop_body_impl.
+
 def make_vle(config):
-  # Both models run their token steps in a lax.scan (models.run_tokens), hence loop_body_impl.
   m = config.model
   return models.VLE(kind=m.kind, channels=tuple(m.channels), memory=m.memory,
                     token_channels=m.token_channels, decoder_channels=tuple(m.decoder_channels),

@@ -232,7 +232,8 @@ def test_vae_loss_by_hand():
 
 def test_models_convolve_with_patch_matmuls_in_their_token_scan_on_cpu():
   """Both models run in models.run_tokens' lax.scan, where XLA's CPU convolution is 50-100x
-  slower: under conv_impl='auto' they are built with 'matmul' on CPU (common.conv.loop_body_impl)."""
+  slower: under conv_impl='auto' they are built with 'matmul' on CPU
+  (common.conv.loop_body_impl)."""
   c = configs.get_config('smoke')
   assert c.conv_impl == 'auto'
   assert train.make_vle(c).conv_impl == 'matmul'
