@@ -54,14 +54,15 @@ def xla_flops(compiled):
     return None
 
 
-def jit_like_loop(task, seed):
-  """The task's init and train step jitted as common/loop.py does: the state replicated and
-  donated, the batch sharded over the devices, the loop's keys from `seed`.
+def jit_like_loop(task, config):
+  """The task's init and train step jitted as common/loop.py does for `config`: the state
+  replicated and donated, the batch sharded over the devices, the config's compiler options,
+  the loop's keys from config.seed.
 
   Returns (step_fn, state, put(batch) -> the batch on the devices, loop_key).
   """
-  init, step_fn, put = loop.compile_task(task, sharding.make_mesh())
-  init_key, loop_key = loop.run_keys(seed)
+  init, step_fn, put = loop.compile_task(task, sharding.make_mesh(), loop.compiler_options(config))
+  init_key, loop_key = loop.run_keys(config.seed)
   return step_fn, init(init_key), put, loop_key
 
 

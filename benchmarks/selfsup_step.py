@@ -152,7 +152,7 @@ def build_jax(config, images, labels):
   Returns (step_fn, state, batch_fn(step) -> device batch, loop_key, the fixed batch as
   numpy arrays: the task's own batch of step 0)."""
   task = make_task(config, images, labels)
-  step_fn, state, put, loop_key = harness.jit_like_loop(task, config.seed)
+  step_fn, state, put, loop_key = harness.jit_like_loop(task, config)
   batch = jax.tree.map(np.array, task.train_batch(0))
   on_device = put(batch)
   return step_fn, state, lambda step: put(on_device), loop_key, batch

@@ -109,7 +109,7 @@ def build_jax(config, frames):
                                 'positions': np.zeros(frames.shape[:2] + (2,), np.float32)}
   with mock.patch.object(sps_train, 'load_data', fake):
     task = sps_train.make_task(config)
-  step_fn, state, put, loop_key = harness.jit_like_loop(task, config.seed)
+  step_fn, state, put, loop_key = harness.jit_like_loop(task, config)
   return step_fn, state, lambda step: put(task.train_batch(step)), loop_key
 
 

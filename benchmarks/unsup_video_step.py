@@ -129,7 +129,7 @@ def build_jax(config, frames, digits=None):
   with mock.patch.object(uv_train, 'load_digits', lambda config, split: digits), \
        mock.patch.object(uv_train, 'load_test_set', lambda config: (frames[:1], 'none')):
     task = uv_train.make_task(config)
-  step_fn, state, put, loop_key = harness.jit_like_loop(task, config.seed)
+  step_fn, state, put, loop_key = harness.jit_like_loop(task, config)
   on_device = put({'frames': jnp.asarray(frames)})
   return step_fn, state, lambda step: put(on_device), loop_key
 

@@ -119,7 +119,7 @@ def build_jax(config, data):
   Returns (step_fn, state, batch_fn(step) -> device batch, loop_key).
   """
   task = vle_train.make_task(config)
-  step_fn, state, put, loop_key = harness.jit_like_loop(task, config.seed)
+  step_fn, state, put, loop_key = harness.jit_like_loop(task, config)
   on_device = put({k: jnp.asarray(v) for k, v in data.items()})
   return step_fn, state, lambda step: put(on_device), loop_key
 

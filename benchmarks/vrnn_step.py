@@ -114,7 +114,7 @@ def build_jax(config, data):
           'std': np.ones(data['x'].shape[-1], np.float32)}
   with mock.patch.object(vrnn_train, 'load_data', lambda config, split, stats=None: host):
     task = vrnn_train.make_task(config)
-  step_fn, state, put, loop_key = harness.jit_like_loop(task, config.seed)
+  step_fn, state, put, loop_key = harness.jit_like_loop(task, config)
   return step_fn, state, lambda step: put(task.train_batch(step)), loop_key
 
 

@@ -218,3 +218,34 @@ class _count_logs:
 
   def __exit__(self, *exc):
     self.logger.removeHandler(self.handler)
+
+
+def test_compiler_options_follow_the_config():
+  assert loop.compiler_options(toy_config()) is None   # a config without the field: XLA's defaults
+  assert loop.compiler_options(toy_config(xla_cpu_fusion_emitters=True)) is None
+  assert loop.compiler_options(toy_config(xla_cpu_fusion_emitters=False)) == {
+      'xla_cpu_use_fusion_emitters': False}
+
+
+def test_compile_task_compiles_init_and_step_with_the_options():
+  task, mesh = toy_task(toy_config()), loop.sharding.make_mesh()
+  init, step, put = loop.compile_task(task, mesh, {'xla_no_such_option': True})
+  with pytest.raises(Exception, match='No such compile option'):
+    init(jax.random.key(0))
+  good_init = loop.compile_task(task, mesh)[0]
+  state = good_init(jax.random.PRNGKey(0))
+  with pytest.raises(Exception, match='No such compile option'):
+    step.lower(state, put(task.train_batch(0)), jax.random.PRNGKey(1)).compile()
+  # XLA's older emitters leave an elementwise op that feeds a reduction unfused; the newer ones
+  # wrap it in a fusion of its own
+  f = lambda x: jnp.tanh(x) * 2 + jnp.sin(x).sum()
+  hlo = lambda options: jax.jit(f, compiler_options=options).lower(jnp.ones((64, 64))).compile().as_text()
+  assert 'wrapped_sine' in hlo(None)
+  assert 'wrapped_sine' not in hlo(loop.compiler_options(toy_config(xla_cpu_fusion_emitters=False)))
+
+
+def test_older_cpu_emitters_train_to_the_same_result(tmp_path):
+  s_new, _ = run(toy_config(), str(tmp_path / 'new'))
+  s_old, status = run(toy_config(xla_cpu_fusion_emitters=False), str(tmp_path / 'old'))
+  assert status == 'done'
+  np.testing.assert_allclose(s_old.params['w'], s_new.params['w'], rtol=1e-5)
