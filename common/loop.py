@@ -25,7 +25,7 @@ from common import sharding
 # Fields that may change between a run and its resumption (everything else must match).
 RESUMABLE_FIELDS = ('num_steps', 'log_every', 'eval_every', 'checkpoint.every', 'log_update_norm',
                     'checkpoint.max_to_keep', 'progress_bar', 'eval_at_end', 'profile',
-                    'xla_cpu_fusion_emitters')
+                    'xla_cpu_fusion_emitters', 'xla_cpu_ynn_fusion_types')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +80,7 @@ def check_fields(config, num_devices):
   if 'conv_impl' in config:
     config_lib.check_choice(config, 'conv_impl', conv_lib.IMPLS)
   config_lib.check_choice(config, 'early_stopping.mode', ('min', 'max'))
+  _ynn_fusion_types(config)
   for f in ('num_steps', 'batch_size', 'log_every', 'eval_every', 'checkpoint.every',
             'checkpoint.max_to_keep'):
     config_lib.check_positive(config, f)
@@ -130,16 +131,42 @@ def run_keys(seed):
   return jax.random.split(jax.random.PRNGKey(seed))
 
 
-def compiler_options(config):
-  """XLA options for the jitted init and train step, from the config's loop fields.
+# The op kinds XLA's CPU backend can hand to YNNPACK (its LibraryFusionType, lower case).
+YNN_FUSION_TYPES = ('dot', 'eltwise', 'reduce', 'individual_dot', 'individual_convolution')
 
-  `xla_cpu_fusion_emitters=False` (CPU only; elsewhere it means nothing) compiles with XLA's
-  older CPU fusion codegen: the newer one's compiler holds ~300 MiB more while it compiles a
-  step, which is vrnn's whole peak memory; the older one's steps are 0-20% slower (README).
+
+def compiler_options(config):
+  """XLA options for the jitted init and train step, from the config's loop fields; on CPU
+  only (elsewhere they mean nothing).
+
+  `xla_cpu_fusion_emitters=False` compiles with XLA's older CPU fusion codegen: the newer
+  one's compiler holds ~300 MiB more while it compiles a step, which is vrnn's whole peak
+  memory; the older one's steps are 0-20% slower (README).
+  `xla_cpu_ynn_fusion_types='reduce'` (comma-separated YNN_FUSION_TYPES; '' leaves XLA's
+  default) hands YNNPACK only those ops: the conv models' convolutions and dots then run on
+  XLA's own Eigen kernels, faster than YNNPACK's at their shapes (README).
   """
-  if not config.get('xla_cpu_fusion_emitters', True) and jax.default_backend() == 'cpu':
-    return {'xla_cpu_use_fusion_emitters': False}
-  return None
+  if jax.default_backend() != 'cpu':
+    return None
+  options = {}
+  if not config.get('xla_cpu_fusion_emitters', True):
+    options['xla_cpu_use_fusion_emitters'] = False
+  ynn = _ynn_fusion_types(config)
+  if ynn:
+    options['xla_cpu_experimental_ynn_fusion_type'] = ','.join(
+        'LIBRARY_FUSION_TYPE_' + t.upper() for t in ynn)
+  return options or None
+
+
+def _ynn_fusion_types(config):
+  spec = config.get('xla_cpu_ynn_fusion_types', '')
+  types = [t.strip() for t in spec.split(',') if t.strip()]
+  bad = [t for t in types if t not in YNN_FUSION_TYPES]
+  if bad:
+    raise config_lib.ConfigError(
+        f'config.xla_cpu_ynn_fusion_types={spec!r} is invalid: {", ".join(map(repr, bad))} '
+        f'not among {", ".join(YNN_FUSION_TYPES)} (comma-separated; \'\' = XLA\'s default)')
+  return types
 
 
 def compile_task(task, mesh, options=None):

@@ -225,6 +225,26 @@ def test_compiler_options_follow_the_config():
   assert loop.compiler_options(toy_config(xla_cpu_fusion_emitters=True)) is None
   assert loop.compiler_options(toy_config(xla_cpu_fusion_emitters=False)) == {
       'xla_cpu_use_fusion_emitters': False}
+  assert loop.compiler_options(toy_config(xla_cpu_ynn_fusion_types='')) is None
+  assert loop.compiler_options(toy_config(xla_cpu_ynn_fusion_types='reduce, eltwise',
+                                          xla_cpu_fusion_emitters=False)) == {
+      'xla_cpu_use_fusion_emitters': False,
+      'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_ELTWISE'}
+  with pytest.raises(cfg.ConfigError, match=r"xla_cpu_ynn_fusion_types='reduce,conv' is invalid: "
+                                            r"'conv' not among dot, eltwise"):
+    loop.check_fields(toy_config(xla_cpu_ynn_fusion_types='reduce,conv'), 1)
+
+
+def test_ynn_fusion_types_take_convolutions_off_ynnpack():
+  x, w = jnp.ones((2, 16, 16, 32)), jnp.ones((3, 3, 32, 32)) / 288   # YNNPACK takes it at this size
+  f = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  hlo = lambda options: jax.jit(f, compiler_options=options).lower(x, w).compile().as_text()
+  ynn = '"kind":"__ynn_fusion"'
+  assert ynn in hlo(None)   # XLA's default: the convolution runs in a YNNPACK fusion
+  options = loop.compiler_options(toy_config(xla_cpu_ynn_fusion_types='reduce,eltwise'))
+  assert ynn not in hlo(options) and ' convolution(' in hlo(options)
+  np.testing.assert_allclose(jax.jit(f, compiler_options=options)(x, w), f(x, w), rtol=1e-5)
 
 
 def test_compile_task_compiles_init_and_step_with_the_options():
@@ -246,6 +266,7 @@ def test_compile_task_compiles_init_and_step_with_the_options():
 
 def test_older_cpu_emitters_train_to_the_same_result(tmp_path):
   s_new, _ = run(toy_config(), str(tmp_path / 'new'))
-  s_old, status = run(toy_config(xla_cpu_fusion_emitters=False), str(tmp_path / 'old'))
+  s_old, status = run(toy_config(xla_cpu_fusion_emitters=False, xla_cpu_ynn_fusion_types='reduce'),
+                      str(tmp_path / 'old'))
   assert status == 'done'
   np.testing.assert_allclose(s_old.params['w'], s_new.params['w'], rtol=1e-5)
