@@ -3,7 +3,7 @@
 Run from the repository root:
 
     python -m benchmarks.conv [--projects sps,vle,selfsup] [--repeats 7] [--threads N]
-                              [--skip-lax] [--scan 3]
+                              [--skip-lax] [--scan 3] [--xla_cpu_ynn_fusion_types reduce]
 
 Each row is one convolution layer of a project's released recipe, at its batch: sps (frames
 of 32x32x3, batch 32 * 20 = 640 frames; encoder k4 s2 convs, decoder k4 s2 transposed
@@ -14,20 +14,24 @@ forward + backward pass with gradients w.r.t. input and kernel (jitted `grad` of
 sum(y * g) in JAX, `y.backward(g)` in PyTorch), after warm-up; the variants are interleaved
 and each time is the median of `--repeats` runs.
 
-Columns: `matmul` = common.conv with impl='matmul' (patch extraction + matmul, hand-written
+Columns: `auto` = common.conv with impl='auto', the path `common.conv.layer_path` picks on CPU
+(named, then its time), `matmul` = impl='matmul' (patch extraction + matmul, hand-written
 backward; 1x1 stride-1 layers are one plain matmul), `hybrid` = impl='hybrid' (stride-1
 layers: XLA's convolution forward and input gradient, patch matmul kernel gradient; other
-layers as matmul), `lax` = `lax.conv_general_dilated` / `lax.conv_transpose` with autodiff,
+layers as matmul), `lax` = impl='lax', `lax.conv_general_dilated` / `lax.conv_transpose` with
+plain autodiff,
 `torch` = torch.nn.functional conv2d / conv_transpose2d on channels-last tensors (oneDNN's
 faster layout on CPU) with `torch.set_num_threads` = the core count, and `torch/auto` (torch's
-time over that of the path `auto` picks: 1.0 = as fast as PyTorch, higher is better for us).
+time over auto's: 1.0 = as fast as PyTorch, higher is better for us).  JAX compiles with the
+conv projects' XLA options (`--xla_cpu_ynn_fusion_types`, their configs' 'reduce': the
+convolutions and dots on XLA's own kernels, see common.loop.compiler_options; '' = XLA's
+defaults).
 lax is timed on the stride-1 rows only (strided and transposed lax convolutions take seconds
 a layer on CPU, ~40x the matmul path); `--skip-lax` leaves it out.  Rows marked `in scan` run
 the stride-1 layer `--scan` times inside a `lax.scan` body (as vle's token steps do), where
 the values kept for the backward pass are stacked over the steps; lax is left out there
-(XLA's convolution inside a loop body takes 50-100x longer).  `auto` says which path
-`common.conv.layer_path` picks on CPU (in a scan: for `common.conv.loop_body_impl('auto')`, as
-vle builds its models).  The last row is the sps conv-only stand-in for a
+(plain autodiff's backward convolutions inside a loop body take 50-100x longer; auto's
+'lax_vjp' path writes them in the order XLA runs fast there).  The last row is the sps conv-only stand-in for a
 training step (encoder with ReLUs on all frames, the decoder applied `--decodes` times, MSE
 loss, gradients of all conv parameters); `benchmarks/*_step.py` time the real steps.
 
@@ -47,16 +51,14 @@ import numpy as np
 
 from jax import lax
 
-from common.conv import conv2d, conv_transpose2d, layer_path, loop_body_impl
+from common import loop
+from common.conv import conv2d, conv_transpose2d, layer_path
 
 try:
   import torch
   import torch.nn.functional as F
 except ImportError:
   torch = None
-
-# The column that times each path `auto` can pick ('dot': 1x1 layers are one matmul there).
-_COLUMN = {'matmul': 'matmul', 'dot': 'matmul', 'lax': 'lax', 'hybrid': 'hybrid'}
 
 # (project, name, transposed, in channels, out channels, input size, kernel, stride, padding,
 # batch)
@@ -83,7 +85,7 @@ LAYERS = [
 SPS = [l for l in LAYERS if l[0] == 'sps']
 ENC = [l for l in SPS if not l[2]]
 DEC = [l for l in SPS if l[2]]
-IMPLS = ('matmul', 'hybrid', 'lax')
+IMPLS = ('auto', 'matmul', 'hybrid', 'lax')
 
 
 def _median_ms(fns, repeats):
@@ -115,9 +117,10 @@ def layer_arrays(layer, seed=0):
   return x, w, rng.standard_normal((batch, out, out, cout), np.float32)
 
 
-def layer_jax(layer, impl, arrays, scan=0):
+def layer_jax(layer, impl, arrays, scan=0, options=None):
   """step() -> (dx, dw): the jitted gradients of sum(y * g), or with `scan` of the sum of
-  `scan` applications of tanh(conv(h)[..., :C]) (a stride-1 layer inside a lax.scan)."""
+  `scan` applications of tanh(conv(h)[..., :C]) (a stride-1 layer inside a lax.scan); XLA
+  compiles it with `options`."""
   _, _, transposed, cin, _, _, _, s, p, _ = layer
   x, w, g = map(jnp.asarray, arrays)
   op = lambda x, w: (conv_transpose2d if transposed else conv2d)(x, w, s, p, impl)
@@ -128,7 +131,7 @@ def layer_jax(layer, impl, arrays, scan=0):
       return jnp.sum(lax.scan(body, x, None, length=scan)[0])
   else:
     loss = lambda x, w, g: jnp.sum(op(x, w) * g)
-  step = jax.jit(jax.grad(loss, argnums=(0, 1)))
+  step = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=options)
   return lambda: jax.block_until_ready(step(x, w, g))
 
 
@@ -166,7 +169,7 @@ def _init(rng, layers):
            np.zeros(cout, np.float32)) for _, _, _, cin, cout, *_ in layers]
 
 
-def _model_jax(batch, decodes, impl, rng):
+def _model_jax(batch, decodes, impl, rng, options=None):
   params = jax.tree.map(jnp.asarray, (_init(rng, ENC), _init(rng, DEC)))
   frames = jnp.asarray(rng.random((batch, 32, 32, 3), np.float32))
 
@@ -184,7 +187,7 @@ def _model_jax(batch, decodes, impl, rng):
       loss = loss + jnp.mean((y - frames) ** 2)
     return loss
 
-  step = jax.jit(jax.value_and_grad(loss_fn))
+  step = jax.jit(jax.value_and_grad(loss_fn), compiler_options=options)
   return lambda: jax.block_until_ready(step(params, frames))
 
 
@@ -220,7 +223,10 @@ def main():
   parser.add_argument('--scan', type=int, default=3, help='steps of the in-scan rows (0: none)')
   parser.add_argument('--threads', type=int, default=os.cpu_count())
   parser.add_argument('--skip-lax', action='store_true')
+  parser.add_argument('--xla_cpu_ynn_fusion_types', default='reduce',
+                      help="the conv projects' config field; '' = XLA's defaults")
   args = parser.parse_args()
+  options = loop.compiler_options({'xla_cpu_ynn_fusion_types': args.xla_cpu_ynn_fusion_types})
   if torch is not None:
     torch.set_num_threads(args.threads)
   rng = np.random.default_rng(0)
@@ -230,24 +236,23 @@ def main():
 
   def row(label, layer, scan=0):
     _, _, transposed, _, _, _, k, s, p, _ = layer
-    auto = layer_path(loop_body_impl('auto') if scan else 'auto', transposed, (k, k), (s, s),
-                      _pads(p))
+    auto = layer_path('auto', transposed, (k, k), (s, s), _pads(p))
     stride1 = s == 1 and not transposed and k > 1
-    ok = {'matmul': True, 'hybrid': stride1, 'lax': stride1 and not scan}
+    ok = {'auto': True, 'matmul': True, 'hybrid': stride1, 'lax': stride1 and not scan}
     impls = [i for i in cols if i != 'torch' and ok[i]]
     arrays = layer_arrays(layer)
-    fns = [layer_jax(layer, i, arrays, scan) for i in impls]
+    fns = [layer_jax(layer, i, arrays, scan, options) for i in impls]
     if torch is not None:
       fns.append(layer_torch(layer, arrays, scan))
     ms = dict(zip(impls + (['torch'] if torch is not None else []),
                   _median_ms(fns, args.repeats)))
     print(f'| {label} | {auto} | ' + ' | '.join(f'{ms[c]:.1f}' if c in ms else '-' for c in cols)
-          + (f" | {ms['torch'] / ms[_COLUMN[auto]]:.2f} |"
-             if 'torch' in ms and _COLUMN[auto] in ms else ' | - |'), flush=True)
+          + (f" | {ms['torch'] / ms['auto']:.2f} |" if 'torch' in ms else ' | - |'), flush=True)
 
   print(f'{args.threads} threads, jax {jax.__version__}'
-        + (f', torch {torch.__version__}' if torch is not None else '') + '; ms per fwd+bwd')
-  print('| layer (batch) | auto | ' + ' | '.join(f'ms {c}' for c in cols) + ' | torch/auto |')
+        + (f', torch {torch.__version__}' if torch is not None else '') + '; ms per fwd+bwd; '
+        f'XLA options {options}')
+  print('| layer (batch) | auto path | ' + ' | '.join(f'ms {c}' for c in cols) + ' | torch/auto |')
   print('|---|---|' + '---:|' * (len(cols) + 1))
   for layer in LAYERS:
     if layer[0] not in projects:
@@ -257,15 +262,15 @@ def main():
     if args.scan and layer[7] == 1 and not layer[2] and layer[6] > 1 and layer[0] == 'vle':
       row(f'{label}, in scan x{args.scan}', layer, args.scan)
   if 'sps' in projects:
-    impls = ['matmul']
-    fns = [_model_jax(640, args.decodes, 'matmul', rng)]
+    impls = ['auto']
+    fns = [_model_jax(640, args.decodes, 'auto', rng, options)]
     if torch is not None:
       fns.append(_model_torch(640, args.decodes, rng))
     ms = dict(zip(impls + (['torch'] if torch is not None else []),
                   _median_ms(fns, max(3, args.repeats // 2))))
     print(f'| sps enc+dec step ({args.decodes} decodes, 640) | - | '
           + ' | '.join(f'{ms[c]:.1f}' if c in ms else '-' for c in cols)
-          + (f" | {ms['torch'] / ms['matmul']:.2f} |" if 'torch' in ms else ' | - |'))
+          + (f" | {ms['torch'] / ms['auto']:.2f} |" if 'torch' in ms else ' | - |'))
 
 
 if __name__ == '__main__':

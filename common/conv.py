@@ -51,7 +51,7 @@ Pads = Tuple[Tuple[int, int], Tuple[int, int]]
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
 IMPLS = ('auto', 'matmul', 'lax', 'hybrid')
-PATHS = ('matmul', 'lax', 'hybrid', 'dot')
+PATHS = ('matmul', 'lax', 'lax_vjp', 'hybrid', 'dot')
 _default_impl = 'auto'
 
 _SUPPORTED = ('kernel sizes 1-7, strides 1-2 with stride <= kernel, padding an int or '
@@ -79,14 +79,6 @@ def resolve_impl(impl: Optional[str] = None) -> str:
   if impl == 'auto' and jax.default_backend() != 'cpu':
     return 'lax'
   return impl
-
-
-def loop_body_impl(impl: Optional[str] = None) -> str:
-  """The impl for convolutions traced inside a loop body (`lax.scan`, `fori_loop`): on CPU
-  'auto' becomes 'matmul', since XLA's CPU convolution runs 50-100x slower in a loop body than
-  outside it (`python -m benchmarks.conv`, the `in scan` rows); any other impl is kept."""
-  impl = resolve_impl(impl)
-  return 'matmul' if impl == 'auto' else impl
 
 
 def _pair(v) -> Tuple[int, int]:
@@ -285,6 +277,37 @@ def _conv_lax_dw_mm_bwd(strides, pads, res, g):
 _conv_lax_dw_mm.defvjp(_conv_lax_dw_mm_fwd, _conv_lax_dw_mm_bwd)
 
 
+# ---------------------------------------------------------------------------
+# 'lax_vjp' (stride 1): XLA's convolution, with a backward pass of two more that are already in
+# XLA's canonical dimension order (NHWC input, HWIO kernel, NHWC output).  Plain autodiff's
+# backward convolutions carry other orders (a kernel as 01oi, a batch-as-feature kernel
+# gradient f01b_i01o->01bf); XLA's CPU pipeline puts those back in order outside loop bodies,
+# but inside one (a lax.scan) they fall to a naive loop 50-100x slower.
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_xla(x, w, pads):
+  return _lax_conv(x, w, (1, 1), pads)
+
+
+def _conv_xla_fwd(x, w, pads):
+  return _lax_conv(x, w, (1, 1), pads), (x, w)
+
+
+def _conv_xla_bwd(pads, res, g):
+  x, w = res
+  # dx: g correlated with the kernel flipped in space, in and out swapped
+  flipped = jnp.flip(w, (0, 1)).swapaxes(2, 3)
+  dx = _lax_conv(g, flipped, (1, 1), tuple((k - 1 - lo, k - 1 - hi)
+                                          for k, (lo, hi) in zip(w.shape[:2], pads)))
+  # dw[a, b, c, o] = sum_{n,i,j} xpad[n, i+a, j+b, c] g[n, i, j, o]: x's channels as the batch,
+  # its batch as the features, g as an (Ho, Wo, N, O) kernel; the output is (C, kh, kw, O)
+  dw = _lax_conv(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), pads)
+  return dx, dw.transpose(1, 2, 0, 3)
+
+
+_conv_xla.defvjp(_conv_xla_fwd, _conv_xla_bwd)
+
+
 def _conv_1x1(x, w):
   """A 1x1 stride-1 unpadded convolution is one matmul over the channels (plain autodiff:
   on 2D views its kernel gradient is one matmul too, see _kernel_grad)."""
@@ -306,21 +329,19 @@ def _check_size(kind, xshape, kshape, strides, pads, out_hw):
 
 
 def layer_path(impl: Optional[str], transpose: bool, ksize, strides, pads) -> str:
-  """The path one layer takes: 'matmul', 'lax', 'hybrid' or 'dot' (see PATHS).
+  """The path one layer takes: one of PATHS.
 
   Off CPU 'auto' is 'lax' (cuDNN / TPU convolutions).  On CPU, measured by
   `python -m benchmarks.conv` (every layer shape of the projects, forward + backward) and by the
   projects' train steps, 'auto' sends
     - a 1x1 stride-1 unpadded convolution to one plain matmul ('dot');
-    - any other stride-1 convolution to XLA's own ('lax', plain autodiff): forward, input and
-      kernel gradient 1.5-3x faster than the patch matmuls at every such layer of the projects;
+    - any other stride-1 convolution to XLA's own with its backward pass written out as two
+      more in XLA's canonical order ('lax_vjp'): 1.5-3x faster than the patch matmuls at every
+      such layer of the projects, and unlike plain autodiff ('lax') as fast inside a loop body
+      (`lax.scan`, vle's token steps) as outside;
     - strided and transposed convolutions to the patch matmuls ('matmul'): XLA's take seconds.
-  XLA's CPU convolution inside a loop body (`lax.scan`, `fori_loop`) runs 50-100x slower than
-  outside, so code that convolves in a loop builds those layers with `loop_body_impl(impl)`
-  (vle's models do), which maps 'auto' to 'matmul': every layer but the 1x1 ones to the patch
-  matmuls.  'hybrid' sends
-  stride-1 layers (k > 1) to XLA's forward and input gradient with the patch-matmul kernel
-  gradient, the rest to 'matmul'.
+  'hybrid' sends stride-1 layers (k > 1) to XLA's forward and input gradient with the
+  patch-matmul kernel gradient, the rest to 'matmul'.
   """
   impl = resolve_impl(impl)
   if impl == 'lax':
@@ -331,7 +352,7 @@ def layer_path(impl: Optional[str], transpose: bool, ksize, strides, pads) -> st
   if stride1 and impl == 'hybrid':
     return 'hybrid'
   if stride1 and impl == 'auto':
-    return 'lax'
+    return 'lax_vjp'
   return 'matmul'
 
 
@@ -351,6 +372,8 @@ def conv2d(x, kernel, strides=(1, 1), padding: Padding = 'SAME', impl: Optional[
   path = layer_path(impl, False, kernel.shape[:2], strides, pads)
   if path == 'lax':
     return _lax_conv(x, kernel, strides, pads)
+  if path == 'lax_vjp':
+    return _conv_xla(x, kernel, pads)
   if path == 'dot':
     return _conv_1x1(x, kernel)
   if path == 'hybrid':

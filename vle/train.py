@@ -16,7 +16,6 @@ import numpy as np
 import optax
 
 from common import config as cfg
-from common import conv
 from common import loop
 from common import train_state
 from vle import data as D
@@ -80,14 +79,12 @@ def validate(config, num_devices=None):
 # ---------------------------------------------------------------------------
 # Models and optimizer.
 
-# Both models run their token steps in a lax.scan (models.run_tokens), hence loop_body_impl.
-
 def make_vle(config):
   m = config.model
   return models.VLE(kind=m.kind, channels=tuple(m.channels), memory=m.memory,
                     token_channels=m.token_channels, decoder_channels=tuple(m.decoder_channels),
                     saliency_features=m.saliency_features, saliency_memory=m.saliency_memory,
-                    norm_eps=m.norm_eps, conv_impl=conv.loop_body_impl(config.conv_impl))
+                    norm_eps=m.norm_eps, conv_impl=config.conv_impl)
 
 
 def make_vae(config, scale):
@@ -95,7 +92,7 @@ def make_vae(config, scale):
   width = lambda cs: tuple(max(1, round(c * scale)) for c in cs)
   return models.VAE(channels=width(m.channels), token_channels=m.token_channels,
                     decoder_channels=width(m.decoder_channels), norm_eps=m.norm_eps,
-                    conv_impl=conv.loop_body_impl(config.conv_impl))
+                    conv_impl=config.conv_impl)
 
 
 def num_params(tree):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from benchmarks import conv as bench
+from common import loop
 
 # (project, name, transposed, cin, cout, size, kernel, stride, padding, batch): small twins of
 # the benchmark's layer kinds
@@ -21,7 +22,8 @@ def test_every_path_and_torch_give_the_same_gradients(layer, scan):
   arrays = bench.layer_arrays(layer)
   dx_t, dw_t = (t.detach().numpy() for t in bench.layer_torch(layer, arrays, scan)())
   dw_t = dw_t.transpose((2, 3, 0, 1) if layer[2] else (2, 3, 1, 0))
-  for impl in ('matmul', 'hybrid', 'lax'):
-    dx, dw = bench.layer_jax(layer, impl, arrays, scan)()
+  options = loop.compiler_options({'xla_cpu_ynn_fusion_types': 'reduce'})   # as the CLI compiles
+  for impl in ('auto', 'matmul', 'hybrid', 'lax'):
+    dx, dw = bench.layer_jax(layer, impl, arrays, scan, options if impl == 'auto' else None)()
     np.testing.assert_allclose(dx, dx_t.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dw, dw_t, rtol=1e-4, atol=1e-4)
