@@ -264,9 +264,27 @@ def test_compile_task_compiles_init_and_step_with_the_options():
   assert 'wrapped_sine' not in hlo(loop.compiler_options(toy_config(xla_cpu_fusion_emitters=False)))
 
 
-def test_older_cpu_emitters_train_to_the_same_result(tmp_path):
+def test_older_cpu_emitters_train_to_the_same_result(tmp_path, monkeypatch):
   s_new, _ = run(toy_config(), str(tmp_path / 'new'))
+  passed, compile_task = [], loop.compile_task
+  monkeypatch.setattr(loop, 'compile_task',
+                      lambda task, mesh, options=None: passed.append(options) or
+                      compile_task(task, mesh, options))
   s_old, status = run(toy_config(xla_cpu_fusion_emitters=False, xla_cpu_ynn_fusion_types='reduce'),
                       str(tmp_path / 'old'))
   assert status == 'done'
+  assert passed == [{'xla_cpu_use_fusion_emitters': False,
+                     'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE'}]
   np.testing.assert_allclose(s_old.params['w'], s_new.params['w'], rtol=1e-5)
+
+
+def test_each_project_compiles_with_the_xla_options_its_benchmarks_chose():
+  """README, Benchmarks: vrnn's compiler peak is its peak memory (older emitters); the conv
+  models' convolutions and dots are faster on XLA's own kernels than on YNNPACK's."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  reduce_only = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE'}
+  expected = {'sps': reduce_only, 'vle': reduce_only, 'selfsup': reduce_only,
+              'vrnn': {'xla_cpu_use_fusion_emitters': False}, 'unsup_video': None}
+  for project, options in expected.items():
+    config = importlib.import_module(f'configs.{project}').get_config()
+    assert loop.compiler_options(config) == options, project
