@@ -1,5 +1,6 @@
 """Orbax checkpoints of one train-state pytree: saved asynchronously, unreadable steps set aside."""
 import contextlib
+import logging as std_logging
 import os
 import sys
 import warnings
@@ -57,12 +58,12 @@ class Checkpointer:
     goes on from the next older step and writes the step again.
     """
     candidates = [step] if step is not None else self.steps()[::-1]
+    _ignore_orphaned_reads(self.directory)   # before: a failed read's echoes can precede it
     for s in candidates:
       try:
         with _orbax_silent():   # its failure is reported below, in one line
           return self.manager.restore(s, args=ocp.args.StandardRestore(abstract_state)), s
       except Exception as e:  # pylint: disable=broad-except
-        _ignore_orphaned_reads()
         reason = _first_line(e)
         if not set_aside:
           raise UnreadableCheckpointError(
@@ -96,32 +97,59 @@ def _orbax_silent():
     logging.set_verbosity(old)
 
 
-def _ignore_orphaned_reads():
+_READ_DIRECTORIES = set()   # the checkpoint folders restored from in this process
+
+
+def _ignore_orphaned_reads(directory):
   """Keeps the rest of a failed restore off stderr.
 
   When one array of a step cannot be read, orbax raises at once and leaves that step's other
   reads pending; each of them fails later (when it is garbage-collected, or when its storage
   thread finds the event loop closed) and Python prints its traceback through
-  sys.unraisablehook, or warns that it was never awaited, at a moment that varies from run to
-  run. The failure was already reported
-  in one line, so those echoes are dropped; any other unraisable error is still printed.
+  sys.unraisablehook or, called from TensorStore's thread, sys.excepthook, warns that it was
+  never awaited, or asyncio logs that its exception was never retrieved, at a moment that
+  varies from run to run (and with which arrays share the damaged file). The failure was
+  already reported in one line, so those echoes are dropped; any other error is still printed.
   """
+  _READ_DIRECTORIES.add(directory)
+  std_logging.getLogger('asyncio').addFilter(_not_an_orphaned_read)   # once: filters are a set
   # the reads that never started are reported as a RuntimeWarning instead
   warnings.filterwarnings('ignore', category=RuntimeWarning,
                           message=r"coroutine '(.*\.)?_read_array_index_and_device_put' was never")
-  if getattr(sys.unraisablehook, 'drops_orphaned_reads', False):
-    return
-  previous = sys.unraisablehook
+  if not getattr(sys.unraisablehook, 'drops_orphaned_reads', False):   # installed once
+    sys.unraisablehook = _dropping_orphaned_reads(sys.unraisablehook)
+  if not getattr(sys.excepthook, 'drops_orphaned_reads', False):
+    sys.excepthook = _dropping_late_callbacks(sys.excepthook)
 
+
+def _dropping_orphaned_reads(previous):
   def hook(unraisable):
     where = getattr(unraisable.object, '__name__', '')
     closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
                    and str(unraisable.exc_value) == 'Event loop is closed')
     if where != '_read_array_index_and_device_put' and not closed_loop:
       previous(unraisable)
-
   hook.drops_orphaned_reads = True
-  sys.unraisablehook = hook
+  return hook
+
+
+def _dropping_late_callbacks(previous):
+  def excepthook(kind, value, tb):
+    # a storage thread's callback into the closed loop: its traceback starts in asyncio
+    late_callback = (kind is RuntimeError and str(value) == 'Event loop is closed'
+                     and tb is not None and tb.tb_frame.f_code.co_name == 'call_soon_threadsafe')
+    if not late_callback:
+      previous(kind, value, tb)
+  excepthook.drops_orphaned_reads = True
+  return excepthook
+
+
+def _not_an_orphaned_read(record):
+  message = record.getMessage()
+  # 'Task exception was never retrieved', '_GatheringFuture exception ...', 'Future exception ...':
+  # a read of one of our checkpoints (its error names the folder)
+  return not (message.split('\n', 1)[0].endswith('exception was never retrieved')
+              and any(d in message for d in _READ_DIRECTORIES))
 
 
 def _first_line(error):

@@ -132,8 +132,9 @@ def test_the_echoes_of_a_failed_restore_are_dropped_and_other_unraisable_errors_
     monkeypatch):
   seen = []
   monkeypatch.setattr(sys, 'unraisablehook', lambda u: seen.append(u.object.__name__))
-  checkpoint._ignore_orphaned_reads()
-  checkpoint._ignore_orphaned_reads()        # installed once, not stacked
+  monkeypatch.setattr(sys, 'excepthook', sys.excepthook)
+  checkpoint._ignore_orphaned_reads('/w/checkpoints')
+  checkpoint._ignore_orphaned_reads('/w/checkpoints')        # installed once, not stacked
   for name in ('_read_array_index_and_device_put', 'user_coroutine'):
     coro = _abandoned_read(name)
     del coro
@@ -144,7 +145,8 @@ def test_the_echoes_of_a_failed_restore_are_dropped_and_other_unraisable_errors_
 def test_the_reads_of_a_failed_restore_that_never_started_do_not_warn(monkeypatch):
   monkeypatch.setattr(warnings, 'filters', list(warnings.filters))   # undone after the test
   monkeypatch.setattr(sys, 'unraisablehook', sys.unraisablehook)
-  checkpoint._ignore_orphaned_reads()
+  monkeypatch.setattr(sys, 'excepthook', sys.excepthook)
+  checkpoint._ignore_orphaned_reads('/w/checkpoints')
 
   async def _read_array_index_and_device_put():
     pass
@@ -160,3 +162,48 @@ def test_the_reads_of_a_failed_restore_that_never_started_do_not_warn(monkeypatc
   assert [str(w.message) for w in caught] == ["coroutine 'test_the_reads_of_a_failed_restore_that_"
                                               "never_started_do_not_warn.<locals>.user_coroutine' "
                                               "was never awaited"]
+
+
+def test_asyncio_logs_of_a_failed_restores_reads_are_dropped_and_other_logs_kept(monkeypatch):
+  import logging  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sys, 'unraisablehook', sys.unraisablehook)
+  monkeypatch.setattr(sys, 'excepthook', sys.excepthook)
+  logger = logging.getLogger('asyncio')
+  monkeypatch.setattr(logger, 'filters', list(logger.filters))
+  checkpoint._ignore_orphaned_reads('/w/checkpoints')
+  kept = []
+  handler = logging.Handler()
+  handler.emit = lambda record: kept.append(record.getMessage().split('\n')[0])
+  logger.addHandler(handler)
+  try:
+    for first, exception in [   # the variants seen when a data file of /w was truncated
+        ('Task exception was never retrieved', "Exception(\"... 'path': '/w/checkpoints/30/'\")"),
+        ('_GatheringFuture exception was never retrieved', 'Exception("/w/checkpoints/30")'),
+        ('Future exception was never retrieved', 'ValueError(\'at "/w/checkpoints/30/"\')'),
+        ('Task exception was never retrieved', 'ValueError("/elsewhere/data")'),  # not ours
+        ('Executing <Task> took 0.5 seconds', '/w/checkpoints')]:                # not an echo
+      logger.error(f'{first}\nfuture: <Task finished exception={exception}>')
+  finally:
+    logger.removeHandler(handler)
+  assert kept == ['Task exception was never retrieved', 'Executing <Task> took 0.5 seconds']
+
+
+def test_a_storage_threads_late_callback_into_the_closed_loop_is_not_printed(monkeypatch):
+  import asyncio  # pylint: disable=g-import-not-at-top
+  seen = []
+  monkeypatch.setattr(sys, 'unraisablehook', sys.unraisablehook)
+  monkeypatch.setattr(sys, 'excepthook', lambda kind, value, tb: seen.append(str(value)))
+  checkpoint._ignore_orphaned_reads('/w/checkpoints')
+  loop = asyncio.new_event_loop()
+  loop.close()
+  for call in (lambda: loop.call_soon_threadsafe(print), lambda: loop.run_until_complete(None)):
+    try:
+      call()
+    except RuntimeError:
+      # as PyErr_Print does for an error in a callback from C: the traceback starts in asyncio
+      kind, value, tb = sys.exc_info()
+      while tb.tb_frame.f_code.co_name not in ('call_soon_threadsafe', 'run_until_complete'):
+        tb = tb.tb_next
+      sys.excepthook(kind, value, tb)
+  # the second starts in run_until_complete: a user's error, printed
+  assert seen == ['Event loop is closed']
