@@ -52,6 +52,7 @@ import numpy as np
 from jax import lax
 
 from common import loop
+from configs import common as configs_common
 from common.conv import conv2d, conv_transpose2d, layer_path
 
 try:
@@ -223,7 +224,7 @@ def main():
   parser.add_argument('--scan', type=int, default=3, help='steps of the in-scan rows (0: none)')
   parser.add_argument('--threads', type=int, default=os.cpu_count())
   parser.add_argument('--skip-lax', action='store_true')
-  parser.add_argument('--xla_cpu_ynn_fusion_types', default='reduce',
+  parser.add_argument('--xla_cpu_ynn_fusion_types', default=configs_common.CONV_YNN_FUSION_TYPES,
                       help="the conv projects' config field; '' = XLA's defaults")
   args = parser.parse_args()
   options = loop.compiler_options({'xla_cpu_ynn_fusion_types': args.xla_cpu_ynn_fusion_types})

@@ -269,7 +269,7 @@ def _conv_lax_dw_mm_fwd(x, w, strides, pads):
 
 def _conv_lax_dw_mm_bwd(strides, pads, res, g):
   x, w = res
-  dx = jax.vjp(lambda x: _lax_conv(x, w, strides, pads), x)[1](g)[0]
+  dx = _input_grad(g, w, pads)   # hybrid layers are stride-1 (layer_path)
   x = lax.optimization_barrier(x)  # else XLA fuses x's producers (norm, relu) into the patches
   return dx, _kernel_grad(_im2col(x, w.shape[:2], strides, pads), g, w.shape)
 
@@ -293,12 +293,17 @@ def _conv_xla_fwd(x, w, pads):
   return _lax_conv(x, w, (1, 1), pads), (x, w)
 
 
+def _input_grad(g, w, pads):
+  """A stride-1 convolution's input gradient in XLA's canonical order: g correlated with the
+  kernel flipped in space, in and out swapped."""
+  flipped = jnp.flip(w, (0, 1)).swapaxes(2, 3)
+  return _lax_conv(g, flipped, (1, 1), tuple((k - 1 - lo, k - 1 - hi)
+                                            for k, (lo, hi) in zip(w.shape[:2], pads)))
+
+
 def _conv_xla_bwd(pads, res, g):
   x, w = res
-  # dx: g correlated with the kernel flipped in space, in and out swapped
-  flipped = jnp.flip(w, (0, 1)).swapaxes(2, 3)
-  dx = _lax_conv(g, flipped, (1, 1), tuple((k - 1 - lo, k - 1 - hi)
-                                          for k, (lo, hi) in zip(w.shape[:2], pads)))
+  dx = _input_grad(g, w, pads)
   # dw[a, b, c, o] = sum_{n,i,j} xpad[n, i+a, j+b, c] g[n, i, j, o]: x's channels as the batch,
   # its batch as the features, g as an (Ho, Wo, N, O) kernel; the output is (C, kh, kw, O)
   dw = _lax_conv(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), pads)

@@ -5,6 +5,11 @@ repository root on the path, so it imports this one as `from configs import comm
 import ml_collections
 
 
+# The conv models' YNNPACK ops: only reductions, their convolutions and dots on XLA's own
+# Eigen kernels (README, Benchmarks; benchmarks/conv.py compiles with it too).
+CONV_YNN_FUSION_TYPES = 'reduce'
+
+
 def loop_fields(c, num_steps, batch_size, eval_every, checkpoint_every, early_stopping_mode,
                 log_update_norm=None, conv_impl=True, cpu_fusion_emitters=True,
                 cpu_ynn_fusion_types=''):

@@ -31,7 +31,7 @@ def get_config(variant='mixup'):
   c.task = 'mixup'           # a pretext task (PRETEXT) or 'classify'
   common.loop_fields(c, num_steps=3000, batch_size=128, eval_every=500, checkpoint_every=500,
                      early_stopping_mode='max', log_update_norm=True,
-                     cpu_ynn_fusion_types='reduce')   # convolutions and dots on XLA's own kernels
+                     cpu_ynn_fusion_types=common.CONV_YNN_FUSION_TYPES)
   c.overfit_one_batch = False  # train on the batch of step 0 only, augmentation off: the first
                                # debugging step (a model that cannot overfit it has a bug)
 

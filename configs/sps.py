@@ -23,7 +23,7 @@ def get_config(variant='two_body'):
   c.variant = variant
   common.loop_fields(c, num_steps=20000, batch_size=16, eval_every=1000, checkpoint_every=1000,
                      early_stopping_mode='min',
-                     cpu_ynn_fusion_types='reduce')   # convolutions and dots on XLA's own kernels
+                     cpu_ynn_fusion_types=common.CONV_YNN_FUSION_TYPES)
   c.num_seeds = 1                  # random inits trained at once (vmapped in one jitted step)
   c.init_from = ''                 # workdir of a run whose newest params start this one
 

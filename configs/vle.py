@@ -25,7 +25,7 @@ def get_config(variant='vanilla'):
   c.variant = variant
   common.loop_fields(c, num_steps=20000, batch_size=32, eval_every=1000, checkpoint_every=1000,
                      early_stopping_mode='min', log_update_norm=True,
-                     cpu_ynn_fusion_types='reduce')   # convolutions and dots on XLA's own kernels
+                     cpu_ynn_fusion_types=common.CONV_YNN_FUSION_TYPES)
 
   c.data = ml_collections.ConfigDict(dict(
       source='scenes',     # 'scenes' (generated, with true masks), 'tfds' or 'folder'
